@@ -1,0 +1,7 @@
+import type { Command } from "../command.ts";
+
+/**
+ * Every `abl` sub-command. Each lives in its own file beside this one; add one line here per
+ * command.
+ */
+export const commands: readonly Command[] = [];
