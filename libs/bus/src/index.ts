@@ -1,0 +1,32 @@
+export type {
+  Bus,
+  BusEvent,
+  ConsumeOptions,
+  DeadLetter,
+  Job,
+  JobConsumer,
+  JobHandler,
+  Kv,
+  KvChange,
+  KvEntry,
+  KvOptions,
+  SubscribeOptions,
+} from "./bus.ts";
+export {
+  DEDUP_WINDOW_MS,
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_BACKOFF_MS,
+  DEFAULT_MAX_DELIVER,
+} from "./consume-options.ts";
+export {
+  BusClosedError,
+  BusError,
+  InvalidNameError,
+  KvBucketNotFoundError,
+  KvKeyExistsError,
+  KvRevisionConflictError,
+  PayloadTooLargeError,
+  TerminalJobError,
+} from "./errors.ts";
+export { createMemoryBus } from "./memory-bus.ts";
+export { MEMORY_MAX_PAYLOAD_BYTES, subjectMatches } from "./names.ts";
