@@ -163,8 +163,8 @@ function validate(
     action: {
       analysis: typeof obj.analysis === "string" ? obj.analysis : String(obj.analysis ?? ""),
       plan: typeof obj.plan === "string" ? obj.plan : String(obj.plan ?? ""),
-      // A completed task runs no commands (upstream: completion turns are not acted on).
-      commands: complete ? [] : commands,
+      // On a first completion the commands still run; the loop skips them once confirmed.
+      commands,
       taskComplete: complete,
     },
   };

@@ -89,7 +89,7 @@ export function parseXmlResponse(text: string): ParseResult {
     action: {
       analysis: (analysis ?? "").trim(),
       plan: (plan ?? "").trim(),
-      commands: complete ? [] : commands,
+      commands,
       taskComplete: complete,
     },
     warnings,

@@ -119,17 +119,18 @@ describe("JSON parser", () => {
     assert.equal(r.action.commands[0]!.duration, 1);
   });
 
-  it("task_complete accepts true/'true'/'1'/'yes'; command errors become warnings; no commands run", () => {
+  it("task_complete accepts true/'true'/'1'/'yes'; command errors become warnings", () => {
     for (const v of ["true", '"true"', '"1"', '"yes"']) {
       const r = parseJsonResponse(
         `{"analysis":"a","plan":"p","commands":[{"keystrokes":"ls\\n"}],"task_complete":${v}}`,
       );
-      assert.ok(r.ok && r.action.taskComplete && r.action.commands.length === 0, v);
+      assert.ok(r.ok && r.action.taskComplete && r.action.commands.length === 1, v);
     }
     const r = parseJsonResponse(
       '{"analysis":"a","plan":"p","commands":"bad","task_complete":true}',
     );
     assert.ok(r.ok && r.warnings.some((w) => w.includes("must be an array")));
+    assert.ok(r.ok && r.action.commands.length === 0);
     const no = parseJsonResponse('{"analysis":"a","plan":"p","commands":[],"task_complete":"no"}');
     assert.ok(no.ok && !no.action.taskComplete);
   });
