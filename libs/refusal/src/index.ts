@@ -1,4 +1,21 @@
 export {
+  BUCKETS,
+  type Bucket,
+  type ChatMessage,
+  type ContrastPrompt,
+  type ContrastSet,
+  promptMessages,
+  promptsDigest,
+} from "./contrast-set.ts";
+export {
+  type ContrastSpec,
+  loadContrastSet,
+  type PromptSourceSpec,
+  parseContrastSpec,
+  presetSpec,
+  validateContrastSpec,
+} from "./contrast-spec.ts";
+export {
   computeDirections,
   type DirectionMethod,
   type DirectionOptions,
@@ -38,6 +55,21 @@ export {
   type SelectionPolicy,
   selectLayer,
 } from "./layer-selection.ts";
+export { AGENT_SHELL_SYSTEM_PROMPT } from "./presets/agent-shell.ts";
+export { isPresetName, PRESET_NAMES, type PresetName, presetContrastSet } from "./presets/index.ts";
+export {
+  DEFAULT_HF_ENDPOINT,
+  DEFAULT_PROMPT_COLUMNS,
+  hfDatasetUrl,
+  MAX_PROMPT_CHARS,
+  MAX_SOURCE_BYTES,
+  parseCsv,
+  readPromptSource,
+  type SourceContext,
+  type SourceFormat,
+  type SourceLocation,
+  type SourceReadOptions,
+} from "./prompt-sources.ts";
 export { createRandom } from "./random.ts";
 export {
   assertCompatible,
@@ -46,3 +78,12 @@ export {
   type Residuals,
   residualAt,
 } from "./residuals.ts";
+export {
+  type ContrastSplits,
+  DEFAULT_SPLIT_FRACTIONS,
+  SPLIT_NAMES,
+  type SplitFractions,
+  type SplitIndices,
+  type SplitName,
+  splitContrastSet,
+} from "./splits.ts";
