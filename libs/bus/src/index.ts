@@ -30,3 +30,12 @@ export {
 } from "./errors.ts";
 export { createMemoryBus } from "./memory-bus.ts";
 export { MEMORY_MAX_PAYLOAD_BYTES, subjectMatches } from "./names.ts";
+export {
+  createNatsBus,
+  DEAD_LETTER_BUCKET,
+  EVENTS_MAX_AGE_MS,
+  EVENTS_STREAM,
+  JOBS_STREAM,
+  type NatsBusOptions,
+  PULL_EXPIRES_MS,
+} from "./nats-bus.ts";
