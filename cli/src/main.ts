@@ -8,7 +8,8 @@ import { commands } from "./commands/index.ts";
 function findCommand(argv: string[]): { command: Command; rest: string[] } | undefined {
   let best: Command | undefined;
   for (const c of commands) {
-    if (c.name.every((w, i) => argv[i] === w) && (!best || c.name.length > best.name.length)) best = c;
+    if (c.name.every((w, i) => argv[i] === w) && (!best || c.name.length > best.name.length))
+      best = c;
   }
   return best ? { command: best, rest: argv.slice(best.name.length) } : undefined;
 }
@@ -52,14 +53,18 @@ async function main(): Promise<number> {
     return await found.command.run(found.rest, controller.signal);
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`abl ${found.command.name.join(" ")}: ${err.message}\n\n${found.command.usage}`);
+      console.error(
+        `abl ${found.command.name.join(" ")}: ${err.message}\n\n${found.command.usage}`,
+      );
       return 2;
     }
     if (controller.signal.aborted) {
       console.error(`abl: ${String((controller.signal.reason as Error)?.message ?? "aborted")}`);
       return 130;
     }
-    console.error(`abl ${found.command.name.join(" ")}: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(
+      `abl ${found.command.name.join(" ")}: ${err instanceof Error ? err.message : String(err)}`,
+    );
     if (process.env.ABL_DEBUG && err instanceof Error) console.error(err.stack);
     return 1;
   }

@@ -19,9 +19,14 @@ const CACHE_BIN = join(process.env.ABL_CACHE_DIR ?? join(homedir(), ".cache", "a
 export function findBinary(name: string, envVar: string): string {
   const fromEnv = process.env[envVar];
   if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  const candidates = [join(CACHE_BIN, name), ...(process.env.PATH ?? "").split(delimiter).map((d) => join(d, name))];
+  const candidates = [
+    join(CACHE_BIN, name),
+    ...(process.env.PATH ?? "").split(delimiter).map((d) => join(d, name)),
+  ];
   for (const c of candidates) if (existsSync(c)) return c;
-  throw new Error(`${name} not found (set ${envVar}, or run .ci/run which installs it into ${CACHE_BIN})`);
+  throw new Error(
+    `${name} not found (set ${envVar}, or run .ci/run which installs it into ${CACHE_BIN})`,
+  );
 }
 
 /** A free TCP port on 127.0.0.1 (bound and released; the race window is accepted in tests). */
@@ -37,7 +42,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+async function waitFor(
+  check: () => Promise<boolean>,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check().catch(() => false)) return;
@@ -130,7 +139,15 @@ export async function startS3(): Promise<S3Server> {
   const secretKey = "abltestsecret-0123456789";
   const child = spawn(
     bin,
-    ["server", "--quiet", "--address", `127.0.0.1:${port}`, "--console-address", `127.0.0.1:${consolePort}`, dir],
+    [
+      "server",
+      "--quiet",
+      "--address",
+      `127.0.0.1:${port}`,
+      "--console-address",
+      `127.0.0.1:${consolePort}`,
+      dir,
+    ],
     {
       stdio: ["ignore", "ignore", "pipe"],
       env: {
@@ -146,11 +163,15 @@ export async function startS3(): Promise<S3Server> {
   child.stderr?.on("data", (d) => {
     stderr = (stderr + d).slice(-4000);
   });
-  await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`minio exited: ${stderr}`);
-    const res = await fetch(`http://127.0.0.1:${port}/minio/health/ready`);
-    return res.ok;
-  }, `minio on port ${port}`, 60_000);
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`minio exited: ${stderr}`);
+      const res = await fetch(`http://127.0.0.1:${port}/minio/health/ready`);
+      return res.ok;
+    },
+    `minio on port ${port}`,
+    60_000,
+  );
   return {
     endpoint: `http://127.0.0.1:${port}`,
     host: "127.0.0.1",

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { createMemoryBus, TerminalJobError } from "@abl/bus";
+import { createLocalStore, readArtifact } from "@abl/store";
+import {
+  runStep,
+  type StepDefinition,
+  StepFailedError,
+  startStepWorkers,
+  stepLocation,
+} from "./step-runner.ts";
+
+async function setup(defs: StepDefinition<never, unknown>[]) {
+  const dir = await mkdtemp(join(tmpdir(), "abl-steps-"));
+  const store = createLocalStore({ root: dir, fsync: false });
+  const bus = createMemoryBus();
+  const opts = { bus, store, sweep: "s1", definitions: defs };
+  const workers = startStepWorkers({ ...opts, maxDeliver: 2, concurrency: { square: 2 } });
+  return {
+    opts,
+    store,
+    async close() {
+      await workers.stop();
+      await bus.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test("a step runs once, writes its artifact, and is served from the store afterwards", async () => {
+  let runs = 0;
+  const square: StepDefinition<{ x: number }, { y: number }> = {
+    kind: "square",
+    version: 1,
+    prefix: "squares",
+    async *run(p, ctx) {
+      runs++;
+      yield { done: 0, total: 1, unit: "numbers" };
+      await ctx.writer.addFile("value.txt", new TextEncoder().encode(String(p.x * p.x)));
+      yield { done: 1, total: 1, unit: "numbers" };
+      return { y: p.x * p.x };
+    },
+  };
+  const env = await setup([square as StepDefinition<never, unknown>]);
+  try {
+    const [a, b] = await Promise.all([
+      runStep<{ y: number }>(env.opts, "square", { x: 7 }),
+      runStep<{ y: number }>(env.opts, "square", { x: 7 }),
+    ]);
+    assert.equal(a.result.y, 49);
+    assert.equal(b.result.y, 49);
+    assert.equal(runs, 1, "the same step asked twice at once runs once");
+    const again = await runStep<{ y: number }>(env.opts, "square", { x: 7 });
+    assert.equal(again.cached, true);
+    assert.equal(runs, 1);
+    const m = await readArtifact(env.store, a.prefix);
+    assert.deepEqual(
+      m?.files.map((f) => f.name),
+      ["value.txt"],
+    );
+    const other = await runStep<{ y: number }>(env.opts, "square", { x: 3 });
+    assert.equal(other.result.y, 9);
+    assert.notEqual(other.key, a.key);
+    assert.equal(runs, 2);
+  } finally {
+    await env.close();
+  }
+});
+
+test("a failing step is retried, then reported as failed with nothing published", async () => {
+  let attempts = 0;
+  const flaky: StepDefinition<{ fail: "always" | "once" }, string> = {
+    kind: "flaky",
+    version: 1,
+    prefix: "flaky",
+    async *run(p, ctx) {
+      attempts++;
+      await ctx.writer.addFile("partial.bin", new Uint8Array([1, 2, 3]));
+      if (p.fail === "always" || ctx.attempt === 1)
+        throw new Error(`boom on attempt ${ctx.attempt}`);
+      yield { done: 1, total: 1, unit: "x" };
+      return "ok";
+    },
+  };
+  const terminal: StepDefinition<Record<string, never>, string> = {
+    kind: "terminal",
+    version: 1,
+    prefix: "terminal",
+    // biome-ignore lint/correctness/useYield: the step fails before it has progress to report
+    async *run() {
+      throw new TerminalJobError("bad input: layer 99 is beyond the model's 30 layers");
+    },
+  };
+  const env = await setup([flaky, terminal] as StepDefinition<never, unknown>[]);
+  try {
+    const ok = await runStep<string>(env.opts, "flaky", { fail: "once" });
+    assert.equal(ok.result, "ok");
+    assert.equal(attempts, 2);
+    await assert.rejects(runStep(env.opts, "flaky", { fail: "always" }), (e: unknown) => {
+      assert.ok(e instanceof StepFailedError);
+      assert.match(e.message, /boom on attempt 2/);
+      return true;
+    });
+    const { prefix } = stepLocation(flaky as StepDefinition<never, unknown>, { fail: "always" });
+    assert.equal(await readArtifact(env.store, prefix), undefined);
+    const leftovers = [];
+    for await (const o of env.store.list(`${prefix}/`)) leftovers.push(o.key);
+    assert.deepEqual(leftovers, [], "the aborted writer removed its files");
+    await assert.rejects(runStep(env.opts, "terminal", {}), /layer 99 is beyond/);
+  } finally {
+    await env.close();
+  }
+});
