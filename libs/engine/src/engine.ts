@@ -1,0 +1,624 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { openShardedSafetensors } from "@abl/tensor";
+import * as ort from "onnxruntime-node";
+import { EngineRequestError, ModelLoadError } from "./errors.ts";
+import { type ModelSpec, parseModelConfig } from "./model-config.ts";
+import {
+  buildModelGraph,
+  GraphNames,
+  type Intervention,
+  type WeightSource,
+} from "./model-graph.ts";
+import { encodeOnnxModel } from "./onnx-proto.ts";
+import {
+  createRng,
+  type SamplingOptions,
+  sampleToken,
+  type TokenLogprob,
+  tokenLogprobs,
+  validateSampling,
+} from "./sampling.ts";
+
+/** Default intra-op threads: the development machines have 2 cores (reference/machine.md). */
+const DEFAULT_THREADS = 2;
+/**
+ * Default RoPE table length when the config allows more: 8192 positions × head_dim floats ×2
+ * tables is a few MB, and longer prompts than this are not a CPU workload.
+ */
+const DEFAULT_MAX_POSITIONS = 8192;
+/** protobuf messages are limited to 2 GiB; the graph carries its weights inline. */
+const MAX_MODEL_BYTES = 2 ** 31 - 1;
+/** Additive attention bias for masked keys: float32's lowest value, as transformers uses. */
+const MASKED = -3.4028234663852886e38;
+
+/** Options for {@link loadModel}. */
+export interface LoadModelOptions {
+  /** Inference-time intervention baked into this engine's graph. */
+  readonly intervention?: Intervention;
+  /** Longest sequence (prompt + generated tokens); default min(config, 8192). */
+  readonly maxPositions?: number;
+  /** onnxruntime intra-op threads (default 2). */
+  readonly threads?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** Logits and residual stream of one prompt from {@link Engine.forward}. */
+export interface ForwardResult {
+  /** `[S, V]` row-major. */
+  readonly logits: Float32Array;
+  /** `[layers+1, S, D]`: embedding output, then every block's output. */
+  readonly hidden: Float32Array;
+}
+
+/** Which positions {@link Engine.capture} returns. */
+export type CapturePositions = "last" | { readonly from: readonly number[] };
+
+/** Options for {@link Engine.capture}. */
+export interface CaptureOptions {
+  readonly prompts: readonly (readonly number[])[];
+  /** "last": the last prompt token; `{from}`: every position from `from[i]` to the end of prompt i. */
+  readonly positions: CapturePositions;
+  /** Prompts per forward pass (default 8). */
+  readonly batchSize?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** Residual stream of one prompt at the captured positions. */
+export interface CapturedResidual {
+  readonly positions: readonly number[];
+  /** `[layers+1, positions.length, D]` float32. */
+  readonly residual: Float32Array;
+}
+
+/** Progress of a long engine operation. */
+export type EngineProgress = {
+  readonly type: "progress";
+  readonly done: number;
+  readonly total: number;
+};
+
+/** Result of {@link Engine.capture}. */
+export interface CaptureResult {
+  /** layers + 1 */
+  readonly layers: number;
+  readonly hiddenSize: number;
+  readonly items: readonly CapturedResidual[];
+}
+
+/** Options for {@link Engine.generate}; per-prompt values may be given as arrays. */
+export interface GenerateOptions {
+  readonly prompts: readonly (readonly number[])[];
+  readonly maxTokens: number | readonly number[];
+  readonly sampling?: SamplingOptions | readonly SamplingOptions[];
+  /** Token ids that end a sequence, in addition to the model's eos ids. */
+  readonly stopTokenIds?: readonly number[];
+  /** Strings that end a sequence (matched on the decoded text; needs `decode`). */
+  readonly stop?: readonly string[] | readonly (readonly string[])[];
+  /** Token ids → text, for stop strings and the returned text. */
+  readonly decode?: (ids: readonly number[]) => string;
+  /** Return log-probabilities with this many top alternatives per token (0 = only the chosen). */
+  readonly logprobs?: number | undefined;
+  readonly signal?: AbortSignal;
+}
+
+/** One generated token of one prompt. */
+export interface GeneratedToken {
+  readonly index: number;
+  readonly token: number;
+  readonly logprob?: { readonly logprob: number; readonly top: readonly TokenLogprob[] };
+}
+
+/** Events of {@link Engine.generate}: after every decoding step, the tokens it produced. */
+export type GenerateEvent =
+  | { readonly type: "tokens"; readonly tokens: readonly GeneratedToken[] }
+  | EngineProgress;
+
+/** Why a sequence ended. */
+export type FinishReason = "stop" | "length";
+
+/** One finished sequence. */
+export interface GeneratedSequence {
+  readonly tokens: readonly number[];
+  readonly finishReason: FinishReason;
+  /** Decoded text (with a matched stop string cut off) when `decode` was given. */
+  readonly text?: string;
+  readonly logprobs?: readonly {
+    readonly logprob: number;
+    readonly top: readonly TokenLogprob[];
+  }[];
+  readonly promptTokens: number;
+}
+
+/** A loaded model ready to run. */
+export interface Engine {
+  readonly spec: ModelSpec;
+  readonly dir: string;
+  readonly maxPositions: number;
+  /** Logits and residual stream at every position of every prompt (batched, padded). */
+  forward(
+    prompts: readonly (readonly number[])[],
+    opts?: { padding?: "left" | "right"; signal?: AbortSignal },
+  ): Promise<ForwardResult[]>;
+  /** Residual stream capture in batches; yields progress, returns the residuals. */
+  capture(opts: CaptureOptions): AsyncGenerator<EngineProgress, CaptureResult>;
+  /** Batched generation with a KV cache; yields each step's tokens, returns the sequences. */
+  generate(opts: GenerateOptions): AsyncGenerator<GenerateEvent, GeneratedSequence[]>;
+  dispose(): Promise<void>;
+}
+
+/** Reads config.json and the safetensors weights of an HF folder, builds the graph, starts onnxruntime. */
+export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Engine> {
+  const cfgPath = join(dir, "config.json");
+  let cfgText: string;
+  try {
+    cfgText = await readFile(cfgPath, "utf8");
+  } catch (err) {
+    throw new ModelLoadError(`cannot read ${cfgPath}`, { cause: err });
+  }
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(cfgText) as Record<string, unknown>;
+  } catch (err) {
+    throw new ModelLoadError(`${cfgPath} is not valid JSON`, { cause: err });
+  }
+  const spec = parseModelConfig(cfg, cfgPath);
+  const maxPositions =
+    opts.maxPositions ?? Math.min(spec.maxPositionEmbeddings, DEFAULT_MAX_POSITIONS);
+  if (!Number.isInteger(maxPositions) || maxPositions < 2)
+    throw new ModelLoadError(`maxPositions must be an integer >= 2, got ${maxPositions}`);
+  const threads = opts.threads ?? DEFAULT_THREADS;
+
+  const st = await openShardedSafetensors(dir, opts.signal);
+  const weights = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  try {
+    for (const [name, { info }] of st.tensors) {
+      opts.signal?.throwIfAborted();
+      if (name.endsWith("rotary_emb.inv_freq")) continue;
+      weights.set(name, { shape: info.shape, data: await st.tensor(name, opts.signal) });
+    }
+  } finally {
+    await st.close();
+  }
+  const source: WeightSource = { get: (n) => weights.get(n) };
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeOnnxModel(
+      buildModelGraph(spec, source, { maxPositions, intervention: opts.intervention }),
+    );
+  } catch (err) {
+    throw new ModelLoadError(`${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  weights.clear();
+  if (bytes.length > MAX_MODEL_BYTES)
+    throw new ModelLoadError(
+      `${dir}: the graph is ${bytes.length} bytes, above protobuf's ${MAX_MODEL_BYTES}-byte limit for inline weights`,
+    );
+  const session = await ort.InferenceSession.create(bytes, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: "all",
+    executionMode: "sequential",
+  });
+  return new OrtEngine(spec, dir, maxPositions, session);
+}
+
+interface StepInput {
+  readonly batch: number;
+  readonly seq: number;
+  readonly ids: BigInt64Array;
+  readonly positions: BigInt64Array;
+  /** keyValid[b * total + t] */
+  readonly keyValid: Uint8Array;
+  readonly past: number;
+  readonly logitsIndex: BigInt64Array;
+  readonly logitsPerRow: number;
+  readonly pastKv: ort.Tensor[] | null;
+}
+
+class OrtEngine implements Engine {
+  private readonly emptyKv: Map<number, ort.Tensor> = new Map();
+  constructor(
+    readonly spec: ModelSpec,
+    readonly dir: string,
+    readonly maxPositions: number,
+    private readonly session: ort.InferenceSession,
+  ) {}
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+
+  private bias(inp: StepInput): Float32Array {
+    const { batch: B, seq: S, past: P } = inp;
+    const T = P + S;
+    const G = this.spec.numHeads / this.spec.numKvHeads;
+    const win = this.spec.slidingWindow;
+    const out = new Float32Array(B * G * S * T);
+    for (let b = 0; b < B; b++) {
+      const row = out.subarray(b * G * S * T, (b + 1) * G * S * T);
+      for (let s = 0; s < S; s++) {
+        const q = P + s;
+        const base = s * T;
+        for (let t = 0; t < T; t++) {
+          const ok = inp.keyValid[b * T + t] === 1 && t <= q && (win === undefined || q - t < win);
+          row[base + t] = ok ? 0 : MASKED;
+        }
+      }
+      for (let gi = 1; gi < G; gi++) row.copyWithin(gi * S * T, 0, S * T);
+    }
+    return out;
+  }
+
+  private async run(inp: StepInput, fetch: { logits: boolean; kv: boolean; hidden: boolean }) {
+    const { spec } = this;
+    const { batch: B, seq: S, past: P } = inp;
+    const G = spec.numHeads / spec.numKvHeads;
+    const feeds: Record<string, ort.Tensor> = {
+      [GraphNames.inputIds]: new ort.Tensor("int64", inp.ids, [B, S]),
+      [GraphNames.positionIds]: new ort.Tensor("int64", inp.positions, [B, S]),
+      [GraphNames.attnBias]: new ort.Tensor("float32", this.bias(inp), [B, 1, G * S, P + S]),
+      [GraphNames.logitsIndex]: new ort.Tensor("int64", inp.logitsIndex, [B, inp.logitsPerRow]),
+    };
+    for (let l = 0; l < spec.numLayers; l++) {
+      feeds[GraphNames.pastKey(l)] = inp.pastKv ? (inp.pastKv[2 * l] as ort.Tensor) : this.empty(B);
+      feeds[GraphNames.pastValue(l)] = inp.pastKv
+        ? (inp.pastKv[2 * l + 1] as ort.Tensor)
+        : this.empty(B);
+    }
+    const names: string[] = [];
+    if (fetch.logits) names.push(GraphNames.logits);
+    if (fetch.kv)
+      for (let l = 0; l < spec.numLayers; l++)
+        names.push(GraphNames.presentKey(l), GraphNames.presentValue(l));
+    if (fetch.hidden) for (let i = 0; i <= spec.numLayers; i++) names.push(GraphNames.hidden(i));
+    return await this.session.run(feeds, names);
+  }
+
+  private empty(batch: number): ort.Tensor {
+    let t = this.emptyKv.get(batch);
+    if (!t) {
+      t = new ort.Tensor("float32", new Float32Array(0), [
+        batch,
+        this.spec.numKvHeads,
+        0,
+        this.spec.headDim,
+      ]);
+      this.emptyKv.set(batch, t);
+    }
+    return t;
+  }
+
+  private checkPrompts(prompts: readonly (readonly number[])[]): void {
+    if (prompts.length === 0) throw new EngineRequestError("no prompts");
+    prompts.forEach((p, i) => {
+      if (p.length === 0) throw new EngineRequestError(`prompt ${i} is empty`);
+      if (p.length > this.maxPositions)
+        throw new EngineRequestError(
+          `prompt ${i} has ${p.length} tokens, longer than the context of ${this.maxPositions}`,
+        );
+      for (const t of p)
+        if (!Number.isInteger(t) || t < 0 || t >= this.spec.vocabSize)
+          throw new EngineRequestError(
+            `prompt ${i} has token id ${t} outside the vocabulary 0..${this.spec.vocabSize - 1}`,
+          );
+    });
+  }
+
+  /** Packs prompts into one padded batch. */
+  private pack(prompts: readonly (readonly number[])[], padding: "left" | "right") {
+    const B = prompts.length;
+    const S = Math.max(...prompts.map((p) => p.length));
+    const ids = new BigInt64Array(B * S);
+    const positions = new BigInt64Array(B * S);
+    const keyValid = new Uint8Array(B * S);
+    const offsets: number[] = [];
+    prompts.forEach((p, b) => {
+      const off = padding === "left" ? S - p.length : 0;
+      offsets.push(off);
+      for (let i = 0; i < p.length; i++) {
+        ids[b * S + off + i] = BigInt(p[i] as number);
+        positions[b * S + off + i] = BigInt(i);
+        keyValid[b * S + off + i] = 1;
+      }
+    });
+    return { B, S, ids, positions, keyValid, offsets };
+  }
+
+  async forward(
+    prompts: readonly (readonly number[])[],
+    opts: { padding?: "left" | "right"; signal?: AbortSignal } = {},
+  ): Promise<ForwardResult[]> {
+    this.checkPrompts(prompts);
+    opts.signal?.throwIfAborted();
+    const { spec } = this;
+    const D = spec.hiddenSize;
+    const V = spec.vocabSize;
+    const L1 = spec.numLayers + 1;
+    const { B, S, ids, positions, keyValid, offsets } = this.pack(prompts, opts.padding ?? "right");
+    const logitsIndex = new BigInt64Array(B * S);
+    for (let i = 0; i < B * S; i++) logitsIndex[i] = BigInt(i % S);
+    const out = await this.run(
+      {
+        batch: B,
+        seq: S,
+        ids,
+        positions,
+        keyValid,
+        past: 0,
+        logitsIndex,
+        logitsPerRow: S,
+        pastKv: null,
+      },
+      { logits: true, kv: false, hidden: true },
+    );
+    const logits = out[GraphNames.logits]?.data as Float32Array;
+    const hidden = Array.from(
+      { length: L1 },
+      (_, i) => out[GraphNames.hidden(i)]?.data as Float32Array,
+    );
+    return prompts.map((p, b) => {
+      const n = p.length;
+      const off = offsets[b] as number;
+      const h = new Float32Array(L1 * n * D);
+      for (let l = 0; l < L1; l++)
+        h.set(
+          (hidden[l] as Float32Array).subarray((b * S + off) * D, (b * S + off + n) * D),
+          l * n * D,
+        );
+      return { logits: logits.slice((b * S + off) * V, (b * S + off + n) * V), hidden: h };
+    });
+  }
+
+  async *capture(opts: CaptureOptions): AsyncGenerator<EngineProgress, CaptureResult> {
+    const { prompts, positions } = opts;
+    this.checkPrompts(prompts);
+    const batchSize = opts.batchSize ?? 8;
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new EngineRequestError(`batchSize must be a positive integer, got ${batchSize}`);
+    if (positions !== "last") {
+      if (positions.from.length !== prompts.length)
+        throw new EngineRequestError(
+          `positions.from has ${positions.from.length} entries for ${prompts.length} prompts`,
+        );
+      positions.from.forEach((f, i) => {
+        const n = (prompts[i] as readonly number[]).length;
+        if (!Number.isInteger(f) || f < 0 || f >= n)
+          throw new EngineRequestError(
+            `positions.from[${i}] = ${f} is outside prompt ${i} (0..${n - 1})`,
+          );
+      });
+    }
+    const D = this.spec.hiddenSize;
+    const L1 = this.spec.numLayers + 1;
+    // Similar lengths together keep padding small; results go back in prompt order.
+    const order = prompts
+      .map((_, i) => i)
+      .sort((a, b) => (prompts[a] as number[]).length - (prompts[b] as number[]).length);
+    const items: CapturedResidual[] = new Array(prompts.length);
+    let done = 0;
+    for (let start = 0; start < order.length; start += batchSize) {
+      opts.signal?.throwIfAborted();
+      const idx = order.slice(start, start + batchSize);
+      const batch = idx.map((i) => prompts[i] as readonly number[]);
+      const { B, S, ids, positions: pos, keyValid } = this.pack(batch, "right");
+      const out = await this.run(
+        {
+          batch: B,
+          seq: S,
+          ids,
+          positions: pos,
+          keyValid,
+          past: 0,
+          logitsIndex: new BigInt64Array(B),
+          logitsPerRow: 1,
+          pastKv: null,
+        },
+        { logits: false, kv: false, hidden: true },
+      );
+      const hidden = Array.from(
+        { length: L1 },
+        (_, i) => out[GraphNames.hidden(i)]?.data as Float32Array,
+      );
+      idx.forEach((pi, b) => {
+        const n = (prompts[pi] as readonly number[]).length;
+        const from = positions === "last" ? n - 1 : (positions.from[pi] as number);
+        const count = n - from;
+        const residual = new Float32Array(L1 * count * D);
+        for (let l = 0; l < L1; l++)
+          residual.set(
+            (hidden[l] as Float32Array).subarray((b * S + from) * D, (b * S + n) * D),
+            l * count * D,
+          );
+        items[pi] = { positions: Array.from({ length: count }, (_, j) => from + j), residual };
+      });
+      done += idx.length;
+      yield { type: "progress", done, total: prompts.length };
+    }
+    return { layers: L1, hiddenSize: D, items };
+  }
+
+  async *generate(opts: GenerateOptions): AsyncGenerator<GenerateEvent, GeneratedSequence[]> {
+    const { prompts } = opts;
+    this.checkPrompts(prompts);
+    const n = prompts.length;
+    const perRow = <T>(v: T | readonly T[], what: string): T[] => {
+      if (Array.isArray(v)) {
+        if (v.length !== n)
+          throw new EngineRequestError(`${what} has ${v.length} entries for ${n} prompts`);
+        return [...v] as T[];
+      }
+      return Array.from({ length: n }, () => v as T);
+    };
+    const maxTokens = perRow(opts.maxTokens, "maxTokens");
+    maxTokens.forEach((m, i) => {
+      if (!Number.isInteger(m) || m < 1)
+        throw new EngineRequestError(`maxTokens[${i}] must be a positive integer, got ${m}`);
+    });
+    const sampling = perRow<SamplingOptions>(opts.sampling ?? {}, "sampling");
+    sampling.forEach(validateSampling);
+    const stops: (readonly string[])[] =
+      opts.stop === undefined
+        ? Array.from({ length: n }, () => [])
+        : opts.stop.length > 0 && Array.isArray(opts.stop[0])
+          ? perRow(opts.stop as readonly (readonly string[])[], "stop")
+          : Array.from({ length: n }, () => opts.stop as readonly string[]);
+    if (stops.some((s) => s.length > 0) && !opts.decode)
+      throw new EngineRequestError("stop strings need a decode function");
+    const topLogprobs = opts.logprobs;
+    if (
+      topLogprobs !== undefined &&
+      (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > 20)
+    )
+      throw new EngineRequestError(`logprobs must be an integer in 0..20, got ${topLogprobs}`);
+    const stopIds = new Set([...this.spec.eosTokenIds, ...(opts.stopTokenIds ?? [])]);
+    const rngs = sampling.map((s) => createRng(s.seed ?? Math.floor(Math.random() * 2 ** 32)));
+
+    const { spec } = this;
+    const V = spec.vocabSize;
+    const KV = spec.numKvHeads;
+    const hd = spec.headDim;
+    const tokens: number[][] = prompts.map(() => []);
+    const lps: { logprob: number; top: TokenLogprob[] }[][] = prompts.map(() => []);
+    const finish: (FinishReason | undefined)[] = prompts.map(() => undefined);
+    const texts: (string | undefined)[] = prompts.map(() => undefined);
+
+    // Prefill all prompts left-padded, so every row's last prompt token is at S-1.
+    const packed = this.pack(prompts, "left");
+    let active = prompts.map((_, i) => i); // batch row → prompt index
+    let keyValid = packed.keyValid;
+    let total = packed.S;
+    let nextPos = prompts.map((p) => p.length);
+    const prefillIndex = new BigInt64Array(packed.B).fill(BigInt(packed.S - 1));
+    let out = await this.run(
+      {
+        batch: packed.B,
+        seq: packed.S,
+        ids: packed.ids,
+        positions: packed.positions,
+        keyValid,
+        past: 0,
+        logitsIndex: prefillIndex,
+        logitsPerRow: 1,
+        pastKv: null,
+      },
+      { logits: true, kv: true, hidden: false },
+    );
+    for (let step = 0; ; step++) {
+      opts.signal?.throwIfAborted();
+      const logits = out[GraphNames.logits]?.data as Float32Array;
+      const events: GeneratedToken[] = [];
+      for (let r = 0; r < active.length; r++) {
+        const pi = active[r] as number;
+        const row = logits.subarray(r * V, (r + 1) * V);
+        const tok = sampleToken(row, sampling[pi] as SamplingOptions, rngs[pi] as () => number);
+        (tokens[pi] as number[]).push(tok);
+        let lp: { logprob: number; top: TokenLogprob[] } | undefined;
+        if (topLogprobs !== undefined) {
+          lp = tokenLogprobs(row, tok, topLogprobs);
+          (lps[pi] as { logprob: number; top: TokenLogprob[] }[]).push(lp);
+        }
+        events.push(lp ? { index: pi, token: tok, logprob: lp } : { index: pi, token: tok });
+        const seq = tokens[pi] as number[];
+        if (stopIds.has(tok)) finish[pi] = "stop";
+        else if ((stops[pi] as readonly string[]).length > 0 && opts.decode) {
+          const text = opts.decode(seq);
+          let cut = -1;
+          for (const s of stops[pi] as readonly string[]) {
+            const at = text.indexOf(s);
+            if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+          }
+          if (cut >= 0) {
+            finish[pi] = "stop";
+            texts[pi] = text.slice(0, cut);
+          }
+        }
+        if (
+          finish[pi] === undefined &&
+          (seq.length >= (maxTokens[pi] as number) ||
+            (nextPos[r] as number) + 1 >= this.maxPositions)
+        )
+          finish[pi] = "length";
+      }
+      yield { type: "tokens", tokens: events };
+      const keep = active.map((pi, r) => (finish[pi] === undefined ? r : -1)).filter((r) => r >= 0);
+      if (keep.length === 0) break;
+      // Decode step: one new token per active row.
+      let pastKv: ort.Tensor[] = [];
+      for (let l = 0; l < spec.numLayers; l++)
+        pastKv.push(
+          out[GraphNames.presentKey(l)] as ort.Tensor,
+          out[GraphNames.presentValue(l)] as ort.Tensor,
+        );
+      if (keep.length < active.length) {
+        // Drop finished rows from the cache so they cost nothing more.
+        const rowSize = KV * total * hd;
+        pastKv = pastKv.map((t) => {
+          const src = t.data as Float32Array;
+          const dst = new Float32Array(keep.length * rowSize);
+          keep.forEach((r, j) => {
+            dst.set(src.subarray(r * rowSize, (r + 1) * rowSize), j * rowSize);
+          });
+          return new ort.Tensor("float32", dst, [keep.length, KV, total, hd]);
+        });
+        const kv2 = new Uint8Array(keep.length * total);
+        keep.forEach((r, j) => {
+          kv2.set(keyValid.subarray(r * total, (r + 1) * total), j * total);
+        });
+        keyValid = kv2;
+        nextPos = keep.map((r) => nextPos[r] as number);
+        active = keep.map((r) => active[r] as number);
+      }
+      const B = active.length;
+      const newTotal = total + 1;
+      const kvNext = new Uint8Array(B * newTotal);
+      for (let r = 0; r < B; r++) {
+        kvNext.set(keyValid.subarray(r * total, (r + 1) * total), r * newTotal);
+        kvNext[r * newTotal + total] = 1;
+      }
+      const ids = new BigInt64Array(B);
+      const pos = new BigInt64Array(B);
+      for (let r = 0; r < B; r++) {
+        const seq = tokens[active[r] as number] as number[];
+        ids[r] = BigInt(seq[seq.length - 1] as number);
+        pos[r] = BigInt(nextPos[r] as number);
+      }
+      out = await this.run(
+        {
+          batch: B,
+          seq: 1,
+          ids,
+          positions: pos,
+          keyValid: kvNext,
+          past: total,
+          logitsIndex: new BigInt64Array(B),
+          logitsPerRow: 1,
+          pastKv,
+        },
+        { logits: true, kv: true, hidden: false },
+      );
+      keyValid = kvNext;
+      total = newTotal;
+      nextPos = nextPos.map((p) => p + 1);
+    }
+    return prompts.map((p, i) => {
+      const seq: GeneratedSequence = {
+        tokens: tokens[i] as number[],
+        finishReason: finish[i] as FinishReason,
+        promptTokens: p.length,
+        ...(topLogprobs !== undefined ? { logprobs: lps[i] } : {}),
+      };
+      if (!opts.decode) return seq;
+      return { ...seq, text: texts[i] ?? opts.decode(tokens[i] as number[]) };
+    });
+  }
+}
+
+/** Runs an engine async generator to the end, passing each event to `onEvent`, and returns its result. */
+export async function drain<E, R>(gen: AsyncGenerator<E, R>, onEvent?: (e: E) => void): Promise<R> {
+  for (;;) {
+    const r = await gen.next();
+    if (r.done) return r.value;
+    onEvent?.(r.value);
+  }
+}

@@ -1,0 +1,27 @@
+export {
+  type CapturedResidual,
+  type CaptureOptions,
+  type CapturePositions,
+  type CaptureResult,
+  drain,
+  type Engine,
+  type EngineProgress,
+  type FinishReason,
+  type ForwardResult,
+  type GeneratedSequence,
+  type GeneratedToken,
+  type GenerateEvent,
+  type GenerateOptions,
+  type LoadModelOptions,
+  loadModel,
+} from "./engine.ts";
+export { EngineRequestError, ModelLoadError } from "./errors.ts";
+export {
+  type ModelFamily,
+  type ModelSpec,
+  parseModelConfig,
+  type RopeScaling,
+  SUPPORTED_ARCHITECTURES,
+} from "./model-config.ts";
+export { type Intervention, WeightShapeError } from "./model-graph.ts";
+export { createRng, type SamplingOptions, type TokenLogprob } from "./sampling.ts";
