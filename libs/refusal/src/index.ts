@@ -32,6 +32,16 @@ export {
   EndpointUnavailableError,
 } from "./errors.ts";
 export {
+  createLlmJudge,
+  createMarkerJudge,
+  DEFAULT_REFUSAL_MARKERS,
+  JUDGE_RESPONSE_CHARS,
+  normalizeResponse,
+  type RefusalJudge,
+  type Verdict,
+} from "./judges.ts";
+export { KL_PROBABILITY_FLOOR, klTopLogprobs, type PromptKl, sharedPrefixKl } from "./kl.ts";
+export {
   auc,
   aucBootstrapCi,
   cohensD,
@@ -55,6 +65,20 @@ export {
   type SelectionPolicy,
   selectLayer,
 } from "./layer-selection.ts";
+export {
+  type ChatCompletion,
+  type ChatEndpoint,
+  type ChatRequest,
+  createChatEndpoint,
+  DEFAULT_BACKOFF_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_RETRIES,
+  type EndpointOptions,
+  type GeneratedToken,
+  MAX_BACKOFF_MS,
+  MAX_RESPONSE_BYTES,
+  type TokenLogprob,
+} from "./openai-endpoint.ts";
 export { AGENT_SHELL_SYSTEM_PROMPT } from "./presets/agent-shell.ts";
 export { isPresetName, PRESET_NAMES, type PresetName, presetContrastSet } from "./presets/index.ts";
 export {
@@ -71,6 +95,21 @@ export {
   type SourceReadOptions,
 } from "./prompt-sources.ts";
 export { createRandom } from "./random.ts";
+export { cohensKappa, type Rate, wilsonRate, Z_95 } from "./rates.ts";
+export {
+  type BehaviourFilterOptions,
+  DEFAULT_EVAL_CONCURRENCY,
+  DEFAULT_KL_TOKENS,
+  DEFAULT_TOP_LOGPROBS,
+  evaluateRefusal,
+  filterByBehaviour,
+  type JudgedSample,
+  MIN_EVAL_TOKENS,
+  type RefusalEvalEvent,
+  type RefusalEvalOptions,
+  type RefusalEvalReport,
+  runRefusalEval,
+} from "./refusal-eval.ts";
 export {
   assertCompatible,
   assertLayer,
