@@ -24,6 +24,50 @@ export {
 export { type ModelConfig, parseModelConfig, untieConfig } from "./config.ts";
 export { CheckpointError, UnknownArchitectureError } from "./errors.ts";
 export {
+  convertGguf,
+  convertGgufToHf,
+  GGUF_CONVERT_MAX_SHARD_BYTES,
+  GGUF_SUPPORTED_ARCHITECTURES,
+  type GgufConvertDType,
+  GgufConvertError,
+  type GgufConvertEvent,
+  type GgufConvertOptions,
+  type GgufConvertResult,
+  ggufTensorNameToHf,
+  ggufToHfConfig,
+  unpermuteRows,
+} from "./gguf-convert.ts";
+export { dequantizeGgml } from "./gguf-dequantize.ts";
+export {
+  GGUF_SUPPORTED_TYPES,
+  type GgmlSupportedType,
+  type GgmlTypeInfo,
+  ggmlTypeInfo,
+} from "./gguf-ggml-types.ts";
+export {
+  GGUF_MAX_ARRAY_DEPTH,
+  GGUF_MAX_ARRAY_LENGTH,
+  GGUF_MAX_DIMS,
+  GGUF_MAX_HEADER_BYTES,
+  GGUF_MAX_METADATA_COUNT,
+  GGUF_MAX_STRING_BYTES,
+  GGUF_MAX_TENSOR_COUNT,
+  GgufFormatError,
+  type GgufHeader,
+  type GgufTensorInfo,
+  GgufUnsupportedTypeError,
+  type GgufValue,
+  readGgufHeader,
+  readGgufHeaderFrom,
+  readGgufTensorBytes,
+} from "./gguf-reader.ts";
+export {
+  GGUF_SUPPORTED_PRE_TOKENIZERS,
+  GgufTokenizerError,
+  type RebuiltTokenizer,
+  rebuildGgufTokenizer,
+} from "./gguf-tokenizer.ts";
+export {
   architectureOf,
   candidateWriters,
   type ResidualWriter,
