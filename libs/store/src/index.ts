@@ -23,4 +23,12 @@ export {
 export { joinKey, MAX_KEY_BYTES, validateKey, validatePrefix } from "./keys.ts";
 export { createLocalStore, type LocalStoreOptions } from "./local-store.ts";
 export type { GetOptions, ObjectInfo, ObjectStore, PutOptions } from "./object-store.ts";
+export {
+  createS3Store,
+  MAX_PRESIGN_SECONDS,
+  S3_MAX_OBJECT_BYTES,
+  S3_PART_SIZE,
+  type S3StoreOptions,
+} from "./s3-store.ts";
 export { canonicalJson, sha256Hex, stepKey } from "./step-key.ts";
+export { openStore, parseStoreUrl, type S3Credentials, type StoreLocation } from "./store-url.ts";

@@ -1,0 +1,53 @@
+import { resolve } from "node:path";
+import { StoreError } from "./errors.ts";
+import { createLocalStore } from "./local-store.ts";
+import type { ObjectStore } from "./object-store.ts";
+import { createS3Store } from "./s3-store.ts";
+
+/** Where a store lives, parsed from a URL. */
+export type StoreLocation =
+  | { kind: "local"; root: string }
+  | { kind: "s3"; bucket: string; prefix: string };
+
+/**
+ * Parses `s3://bucket/optional/prefix`, `file:///abs/dir` or a plain path (relative paths are
+ * resolved against the working directory).
+ */
+export function parseStoreUrl(url: string): StoreLocation {
+  if (typeof url !== "string" || url.trim() === "") throw new StoreError("store URL is empty");
+  if (url.startsWith("s3://")) {
+    const rest = url.slice("s3://".length).replace(/\/+$/, "");
+    const slash = rest.indexOf("/");
+    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    const prefix = slash < 0 ? "" : rest.slice(slash + 1);
+    if (bucket === "") throw new StoreError(`store URL ${url} has no bucket`);
+    return { kind: "s3", bucket, prefix };
+  }
+  if (url.startsWith("file://")) return { kind: "local", root: resolve(new URL(url).pathname) };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    throw new StoreError(
+      `store URL ${url} has an unsupported scheme (use s3://, file:// or a path)`,
+    );
+  }
+  return { kind: "local", root: resolve(url) };
+}
+
+/** S3 connection settings needed to open an `s3://` store URL. */
+export interface S3Credentials {
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  region?: string;
+}
+
+/** Opens the store a URL names; `s3` settings are required for `s3://` URLs. */
+export function openStore(url: string, s3?: S3Credentials): ObjectStore {
+  const loc = parseStoreUrl(url);
+  if (loc.kind === "local") return createLocalStore({ root: loc.root });
+  if (!s3) throw new StoreError(`store URL ${url} needs S3 endpoint and credentials`);
+  return createS3Store({
+    ...s3,
+    bucket: loc.bucket,
+    ...(loc.prefix ? { prefix: loc.prefix } : {}),
+  });
+}
