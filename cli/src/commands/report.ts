@@ -71,7 +71,8 @@ function parseRecordFile(name: string, text: string): TrialRecord[] {
 
 function checkSize(name: string, size: number): void {
   const limit = name.endsWith(".jsonl") ? MAX_JSONL_BYTES : MAX_RESULT_JSON_BYTES;
-  if (size > limit) throw new Error(`${name}: ${size} bytes exceeds the ${limit}-byte limit for record files`);
+  if (size > limit)
+    throw new Error(`${name}: ${size} bytes exceeds the ${limit}-byte limit for record files`);
 }
 
 async function readLocal(src: string, signal: AbortSignal): Promise<TrialRecord[]> {
@@ -98,7 +99,9 @@ function s3Client(env: NodeJS.ProcessEnv): Client {
   const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
   const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
   if (!endpoint || !accessKey || !secretKey) {
-    throw new UsageError("s3:// records need ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY and ABL_S3_SECRET_KEY");
+    throw new UsageError(
+      "s3:// records need ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY and ABL_S3_SECRET_KEY",
+    );
   }
   const url = new URL(endpoint);
   const useSSL = url.protocol === "https:";
@@ -112,7 +115,11 @@ function s3Client(env: NodeJS.ProcessEnv): Client {
   });
 }
 
-async function readS3(src: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<TrialRecord[]> {
+async function readS3(
+  src: string,
+  env: NodeJS.ProcessEnv,
+  signal: AbortSignal,
+): Promise<TrialRecord[]> {
   const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(src);
   if (!m) throw new UsageError(`--records ${src}: expected s3://bucket/prefix`);
   const [, bucket, prefix] = m as unknown as [string, string, string];
@@ -128,7 +135,8 @@ async function readS3(src: string, env: NodeJS.ProcessEnv, signal: AbortSignal):
     }
   }
   keys.sort();
-  if (keys.length === 0) throw new Error(`--records ${src}: no result.json or .jsonl objects found`);
+  if (keys.length === 0)
+    throw new Error(`--records ${src}: no result.json or .jsonl objects found`);
   const records: TrialRecord[] = [];
   for (const key of keys) {
     signal.throwIfAborted();
@@ -157,11 +165,15 @@ function parseVariants(value: unknown, path: string): VariantInfo[] {
   return list.map((v: unknown, i: number) => {
     const o = v as { variant?: unknown; params?: unknown };
     if (typeof o?.variant !== "string" || typeof o.params !== "object" || o.params === null) {
-      throw new UsageError(`--variants ${path}: entry ${i} needs "variant" (string) and "params" (object)`);
+      throw new UsageError(
+        `--variants ${path}: entry ${i} needs "variant" (string) and "params" (object)`,
+      );
     }
     for (const [k, x] of Object.entries(o.params)) {
       if (typeof x !== "number" && typeof x !== "string") {
-        throw new UsageError(`--variants ${path}: entry ${i} param "${k}" must be a number or string`);
+        throw new UsageError(
+          `--variants ${path}: entry ${i} param "${k}" must be a number or string`,
+        );
       }
     }
     return { variant: o.variant, params: o.params as Record<string, number | string> };
@@ -169,7 +181,8 @@ function parseVariants(value: unknown, path: string): VariantInfo[] {
 }
 
 function parseAuc(value: unknown, path: string): LayerAuc[] {
-  if (!Array.isArray(value)) throw new UsageError(`--auc ${path}: expected an array of {layer, auc}`);
+  if (!Array.isArray(value))
+    throw new UsageError(`--auc ${path}: expected an array of {layer, auc}`);
   return value.map((v: unknown, i: number) => {
     const o = v as { layer?: unknown; auc?: unknown };
     if (typeof o?.layer !== "number" || typeof o.auc !== "number" || !(o.auc >= 0 && o.auc <= 1)) {
@@ -182,7 +195,8 @@ function parseAuc(value: unknown, path: string): LayerAuc[] {
 function positiveInt(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a non-negative integer, got "${v}"`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new UsageError(`${flag} must be a non-negative integer, got "${v}"`);
   return n;
 }
 
@@ -208,50 +222,55 @@ function printSummary(r: ReportData): void {
   }
 }
 
+function parseReportArgs(args: string[]) {
+  return parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      records: { type: "string" },
+      synthetic: { type: "boolean" },
+      out: { type: "string" },
+      baseline: { type: "string" },
+      "all-pairs": { type: "boolean" },
+      alternative: { type: "string" },
+      seed: { type: "string" },
+      bootstrap: { type: "string" },
+      "no-correction": { type: "boolean" },
+      "power-diff": { type: "string" },
+      variants: { type: "string" },
+      auc: { type: "string" },
+      title: { type: "string" },
+    },
+  });
+}
+
 /** `abl report`. */
 export const reportCommand: Command = {
   name: ["report"],
   summary: "statistics, plots and an HTML report from trial records",
   usage: USAGE,
   async run(argv, signal) {
-    let parsed: ReturnType<typeof parse>;
-    function parse(args: string[]) {
-      return parseArgs({
-        args,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          records: { type: "string" },
-          synthetic: { type: "boolean" },
-          out: { type: "string" },
-          baseline: { type: "string" },
-          "all-pairs": { type: "boolean" },
-          alternative: { type: "string" },
-          seed: { type: "string" },
-          bootstrap: { type: "string" },
-          "no-correction": { type: "boolean" },
-          "power-diff": { type: "string" },
-          variants: { type: "string" },
-          auc: { type: "string" },
-          title: { type: "string" },
-        },
-      });
-    }
+    let parsed: ReturnType<typeof parseReportArgs>;
     try {
-      parsed = parse(argv);
+      parsed = parseReportArgs(argv);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
     const v = parsed.values;
     if (!v.out) throw new UsageError("--out is required");
-    if (!v.records === !v.synthetic) throw new UsageError("give exactly one of --records and --synthetic");
+    if (!v.records === !v.synthetic)
+      throw new UsageError("give exactly one of --records and --synthetic");
     const alternative = (v.alternative ?? "two-sided") as Alternative;
     if (!ALTERNATIVES.includes(alternative)) {
-      throw new UsageError(`--alternative must be one of ${ALTERNATIVES.join(", ")}, got "${v.alternative}"`);
+      throw new UsageError(
+        `--alternative must be one of ${ALTERNATIVES.join(", ")}, got "${v.alternative}"`,
+      );
     }
     const powerDifferences = v["power-diff"]?.split(",").map((x) => {
       const d = Number(x);
-      if (!(d > 0 && d <= 1)) throw new UsageError(`--power-diff values must be in (0, 1], got "${x}"`);
+      if (!(d > 0 && d <= 1))
+        throw new UsageError(`--power-diff values must be in (0, 1], got "${x}"`);
       return d;
     });
     const seed = positiveInt("--seed", v.seed);
@@ -261,13 +280,16 @@ export const reportCommand: Command = {
     let variants: VariantInfo[] | undefined = v.variants
       ? parseVariants(await readJsonFile(v.variants, "--variants"), v.variants)
       : undefined;
-    let layerAuc: LayerAuc[] | undefined = v.auc ? parseAuc(await readJsonFile(v.auc, "--auc"), v.auc) : undefined;
+    let layerAuc: LayerAuc[] | undefined = v.auc
+      ? parseAuc(await readJsonFile(v.auc, "--auc"), v.auc)
+      : undefined;
     if (v.synthetic) {
       const demo = syntheticSweep(seed ?? 7);
       records = demo.records;
       variants ??= demo.variants;
       layerAuc ??= demo.layerAuc;
-    } else if (v.records!.startsWith("s3://")) records = await readS3(v.records!, process.env, signal);
+    } else if (v.records!.startsWith("s3://"))
+      records = await readS3(v.records!, process.env, signal);
     else records = await readLocal(v.records!, signal);
     const report = buildReport(records, {
       alternative,

@@ -111,6 +111,10 @@ test("a single task and a single variant are reported without comparisons or SE"
   assert.ok(r.notes.some((n) => n.includes("single task")));
   assert.throws(() => buildReport([]), StatsInputError);
   assert.throws(
+    () => buildReport([rec("a", "t", 0, 1), rec("a", "t", 0, 0)]),
+    /duplicate trial record: variant "a", task "t", replica 0/,
+  );
+  assert.throws(
     () => buildReport([rec("a", "t", 0, 1)], { baseline: "nope" }),
     /baseline "nope" is not a variant/,
   );

@@ -93,6 +93,16 @@ export function buildReport(
   const variants = orderVariants(records, infos);
   if (variants.length === 0)
     throw new StatsInputError("no trial records and no variants: nothing to report");
+  const seen = new Set<string>();
+  for (const r of records) {
+    const key = JSON.stringify([r.variant, r.taskId, r.replica]);
+    if (seen.has(key)) {
+      throw new StatsInputError(
+        `duplicate trial record: variant "${r.variant}", task "${r.taskId}", replica ${r.replica}`,
+      );
+    }
+    seen.add(key);
+  }
   const table: CellTable = buildCells(records, infra, variants);
   const ordered: CellTable = new Map(variants.map((v) => [v, table.get(v)!]));
   const tasks = [...new Set(records.map((r) => r.taskId))].sort();
