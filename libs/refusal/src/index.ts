@@ -1,4 +1,26 @@
 export {
+  type Activations,
+  type ActivationsMeta,
+  type BucketResiduals,
+  type CapturedPrompts,
+  type CaptureEngineName,
+  MAX_ACTIVATIONS_BYTES,
+  MAX_PROMPTS_JSON_BYTES,
+  publishActivations,
+  RESIDUALS_TENSOR,
+  type ReadActivationsOptions,
+  readActivations,
+  residualsFileSize,
+  residualsSafetensors,
+} from "./activations-artifact.ts";
+export {
+  type CapturedBatch,
+  type CaptureJobOptions,
+  type CaptureProgress,
+  type ResidualCapturer,
+  runCapture,
+} from "./capture-job.ts";
+export {
   BUCKETS,
   type Bucket,
   type ChatMessage,
@@ -24,6 +46,20 @@ export {
   directionRow,
   meanAt,
 } from "./direction-math.ts";
+export {
+  DIRECTIONS_TENSOR,
+  type DirectionsMeta,
+  decodeDirections,
+  encodeDirections,
+  MAX_DIRECTIONS_BYTES,
+  publishDirections,
+  readDirections,
+} from "./directions-artifact.ts";
+export {
+  type DirectionsJobOptions,
+  type DirectionsProgress,
+  runDirections,
+} from "./directions-job.ts";
 export {
   ActivationsError,
   ContrastSetError,
