@@ -1,0 +1,263 @@
+import { randomUUID } from "node:crypto";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import {
+  type ChannelOptions,
+  Server,
+  ServerCredentials,
+  type ServerInterceptor,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import { Health } from "./gen/grpc/health/v1/health_pb.ts";
+import { createHealthService, type HealthStatus } from "./health.ts";
+import { loggingInterceptor, metricsInterceptor } from "./interceptors.ts";
+import { methodPath, RpcConfigError, serviceDefinition } from "./service-definition.ts";
+import { RpcError, type StatusMappingOptions, toGrpcStatus } from "./status.ts";
+import type { AnyHandler, HandlerContext, ServiceImpl } from "./types.ts";
+
+/**
+ * Time `shutdown()` lets in-flight calls finish before forcing them closed. Kubernetes gives a pod
+ * 30 s between SIGTERM and SIGKILL by default; 10 s leaves room for draining the bus afterwards.
+ */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+
+/**
+ * Largest request or response message accepted (grpc-js's own default). Tensors never travel
+ * over gRPC; requests carry object-store keys, so anything bigger is a bug or an attack.
+ */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** Options for {@link createServer}. */
+export interface ServerOptions extends StatusMappingOptions {
+  /** Logger; each call gets a child with `rpc` and `rpcId`. */
+  log: Logger;
+  /** Registry for the gRPC server metrics; omit to record none. */
+  registry?: Registry;
+  /** Extra grpc-js server interceptors, run after logging and metrics. */
+  interceptors?: ServerInterceptor[];
+  /** Extra grpc-js server options (keepalive and the like). */
+  channelOptions?: ChannelOptions;
+}
+
+/** Options for {@link RpcServer.shutdown}. */
+export interface ShutdownOptions {
+  /** How long in-flight calls may take to finish; default {@link DEFAULT_SHUTDOWN_GRACE_MS}. */
+  graceMs?: number;
+}
+
+/** A gRPC server for protobuf-es services. */
+export interface RpcServer {
+  /** Registers a service (before `listen`); its health status becomes SERVING. */
+  add<S extends DescService>(service: S, impl: ServiceImpl<S>): RpcServer;
+  /** Binds `host:port` (port 0 picks one), starts serving and resolves to the bound port. */
+  listen(address: string, credentials?: ServerCredentials): Promise<number>;
+  /** grpc.health.v1 statuses; `""` is the whole server. */
+  readonly health: HealthStatus;
+  /** Aborted when shutdown begins; every handler's `ctx.signal` follows it. */
+  readonly signal: AbortSignal;
+  /**
+   * Graceful shutdown: health goes NOT_SERVING, every in-flight handler's signal aborts
+   * (UNAVAILABLE), the server stops accepting calls and waits up to `graceMs` for in-flight
+   * calls to finish, then force-closes the rest. Idempotent.
+   */
+  shutdown(options?: ShutdownOptions): Promise<void>;
+}
+
+function deadlineMs(call: ServerUnaryCall<unknown, unknown>): number | undefined {
+  const d = call.getDeadline();
+  if (d === Infinity) return undefined;
+  return d instanceof Date ? d.getTime() : d;
+}
+
+/**
+ * Creates a gRPC server for protobuf-es service descriptors on @grpc/grpc-js. Handlers are
+ * `(req, ctx) => Promise<Res>` (unary) or `async function*` (server streaming); errors they throw
+ * go through {@link toGrpcStatus}, with the full error in the log. grpc.health.v1 is served too.
+ *
+ * @example
+ * const server = createServer({ log, registry });
+ * server.add(CaptureService, { startCapture, getCapture, watchCapture });
+ * const port = await server.listen("0.0.0.0:50051");
+ * process.once("SIGTERM", () => void server.shutdown());
+ */
+export function createServer(options: ServerOptions): RpcServer {
+  const { log } = options;
+  const interceptors: ServerInterceptor[] = [loggingInterceptor(log)];
+  if (options.registry) interceptors.push(metricsInterceptor(options.registry));
+  interceptors.push(...(options.interceptors ?? []));
+  const server = new Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    ...options.channelOptions,
+    interceptors,
+  });
+  const lifetime = new AbortController();
+  const health = createHealthService();
+  const added = new Set<string>();
+  let listening = false;
+  let stopping: Promise<void> | undefined;
+
+  /** Builds the context of one call; `dispose` must run when the handler is done. */
+  const context = (
+    method: DescMethod,
+    call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
+  ) => {
+    const controller = new AbortController();
+    const deadline = deadlineMs(call);
+    const abort = (code: "CANCELLED" | "DEADLINE_EXCEEDED" | "UNAVAILABLE", message: string) => {
+      if (!controller.signal.aborted) controller.abort(new RpcError(code, message));
+    };
+    const onCancelled = () => {
+      // grpc-js ends a call whose deadline passed and reports it as cancelled; tell them apart.
+      if (deadline !== undefined && Date.now() >= deadline) {
+        abort("DEADLINE_EXCEEDED", "deadline exceeded");
+      } else abort("CANCELLED", "call cancelled by the client");
+    };
+    const onShutdown = () => abort("UNAVAILABLE", "server is shutting down");
+    call.on("cancelled", onCancelled);
+    lifetime.signal.addEventListener("abort", onShutdown, { once: true });
+    const timer =
+      deadline === undefined
+        ? undefined
+        : setTimeout(() => abort("DEADLINE_EXCEEDED", "deadline exceeded"), deadline - Date.now());
+    if (lifetime.signal.aborted) onShutdown();
+    const path = methodPath(method).slice(1);
+    const rpcId = call.metadata.get("x-request-id")[0]?.toString() || randomUUID();
+    const ctx: HandlerContext = {
+      signal: controller.signal,
+      log: log.child({ rpc: path, rpcId }),
+      method: path,
+      deadline,
+      metadata: call.metadata,
+      peer: call.getPeer(),
+    };
+    const dispose = () => {
+      clearTimeout(timer);
+      call.off("cancelled", onCancelled);
+      lifetime.signal.removeEventListener("abort", onShutdown);
+    };
+    return { ctx, dispose };
+  };
+
+  /** The status for a failure; an aborted call reports why it was aborted. */
+  const failure = (err: unknown, ctx: HandlerContext) => {
+    const status = toGrpcStatus(ctx.signal.aborted ? ctx.signal.reason : err, options);
+    if (!ctx.signal.aborted && !(err instanceof RpcError)) {
+      ctx.log.error({ err, code: status.code }, "handler failed");
+    } else {
+      ctx.log.debug({ err, code: status.code }, "handler ended with status");
+    }
+    return status;
+  };
+
+  const unary =
+    (method: DescMethod, handler: AnyHandler) =>
+    (call: ServerUnaryCall<never, object>, callback: sendUnaryData<object>) => {
+      const { ctx, dispose } = context(method, call);
+      Promise.resolve()
+        .then(() => handler(call.request, ctx) as Promise<object>)
+        .then(
+          (response) => callback(null, response),
+          (err: unknown) => callback(failure(err, ctx)),
+        )
+        .finally(dispose);
+    };
+
+  const serverStreaming =
+    (method: DescMethod, handler: AnyHandler) => (call: ServerWritableStream<never, object>) => {
+      const { ctx, dispose } = context(method, call);
+      const run = async () => {
+        const responses = handler(call.request, ctx) as AsyncIterable<object>;
+        for await (const response of responses) {
+          if (call.cancelled) break;
+          if (!call.write(response)) {
+            // Respect HTTP/2 flow control: wait for the client to read, or for the call to end.
+            await new Promise<void>((resolve) => {
+              const done = () => {
+                call.off("drain", done);
+                ctx.signal.removeEventListener("abort", done);
+                resolve();
+              };
+              call.on("drain", done);
+              ctx.signal.addEventListener("abort", done, { once: true });
+            });
+          }
+        }
+        // A stream that stops because the server is going away must not look complete.
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+      };
+      run()
+        .then(
+          () => call.end(),
+          (err: unknown) => call.emit("error", failure(err, ctx)),
+        )
+        .finally(dispose);
+    };
+
+  const rpcServer: RpcServer = {
+    add(service, impl) {
+      if (listening) {
+        throw new RpcConfigError(`cannot add ${service.typeName} after listen()`);
+      }
+      if (added.has(service.typeName)) {
+        throw new RpcConfigError(`service ${service.typeName} is already added`);
+      }
+      const definition = serviceDefinition(service);
+      const handlers: UntypedServiceImplementation = {};
+      const implementation = impl as unknown as Record<string, AnyHandler | undefined>;
+      for (const method of service.methods) {
+        const handler = implementation[method.localName];
+        if (typeof handler !== "function") {
+          throw new RpcConfigError(
+            `implementation of ${service.typeName} lacks a handler for ${method.name} (key "${method.localName}")`,
+          );
+        }
+        // grpc-js types handlers over `any` messages; ours are typed per method above.
+        handlers[method.localName] = (
+          method.methodKind === "unary" ? unary(method, handler) : serverStreaming(method, handler)
+        ) as UntypedServiceImplementation[string];
+      }
+      server.addService(definition, handlers);
+      added.add(service.typeName);
+      if (service.typeName !== Health.typeName) health.set(service.typeName, "SERVING");
+      return rpcServer;
+    },
+    async listen(address, credentials = ServerCredentials.createInsecure()) {
+      if (stopping) throw new RpcConfigError("cannot listen after shutdown()");
+      const port = await new Promise<number>((resolve, reject) => {
+        server.bindAsync(address, credentials, (err, bound) =>
+          err ? reject(err) : resolve(bound),
+        );
+      });
+      listening = true;
+      health.set("", "SERVING");
+      log.info({ address, port }, "grpc server listening");
+      return port;
+    },
+    health,
+    signal: lifetime.signal,
+    shutdown({ graceMs = DEFAULT_SHUTDOWN_GRACE_MS } = {}) {
+      stopping ??= new Promise<void>((resolve) => {
+        health.drain();
+        lifetime.abort(new RpcError("UNAVAILABLE", "server is shutting down"));
+        const timer = setTimeout(() => {
+          log.warn({ graceMs }, "grpc calls still running after the grace period; forcing close");
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown((err) => {
+          clearTimeout(timer);
+          if (err) log.warn({ err }, "grpc graceful shutdown reported an error");
+          resolve();
+        });
+      }).then(() => log.info("grpc server stopped"));
+      return stopping;
+    },
+  };
+  rpcServer.add(Health, health.impl);
+  return rpcServer;
+}
