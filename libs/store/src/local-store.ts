@@ -173,11 +173,10 @@ export function createLocalStore(options: LocalStoreOptions): ObjectStore {
       const length = checkByteCount("range.length", opts.range.length);
       if (length === 0 || offset >= st.size) return;
       const end = Math.min(st.size, offset + length) - 1;
-      for await (const chunk of createReadStream(path, {
-        start: offset,
-        end,
-        signal: opts.signal ?? null,
-      })) {
+      for await (const chunk of createReadStream(
+        path,
+        readOpts(opts.signal, { start: offset, end }),
+      )) {
         yield new Uint8Array(chunk as Buffer);
       }
       return;
