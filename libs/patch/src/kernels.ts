@@ -1,0 +1,227 @@
+import { decodeToF32, encodeFromF32, type FloatDType } from "@abl/tensor";
+
+/** How a writer is edited. */
+export type PatchMethod = "project" | "norm-preserving";
+
+/** Sums a kernel accumulates for `abliteration.json`; merged across chunks and slices. */
+export interface EditStats {
+  /** Σ (rᵀw)² over the write vectors before the edit (f64). */
+  leakBefore: number;
+  /** Σ (rᵀw′)² after the edit, on the rounded stored values. */
+  leakAfter: number;
+  /** ‖W‖²_F before and after (rounded values). */
+  normBefore: number;
+  normAfter: number;
+  /** Largest relative change of a write vector's norm (norm-preserving: should be ~1 ulp). */
+  maxVectorNormChange: number;
+}
+
+/** Fresh zeroed {@link EditStats}. */
+export function emptyStats(): EditStats {
+  return { leakBefore: 0, leakAfter: 0, normBefore: 0, normAfter: 0, maxVectorNormChange: 0 };
+}
+
+/**
+ * Scratch space reused across calls, so a patch allocates its working memory once (fresh pages
+ * are slow to touch on our VMs, see ../shared/reference/machine.md).
+ */
+export class KernelScratch {
+  private f32 = new Float32Array(0);
+  private cols = 0;
+  private sums: ColumnSums | undefined;
+  /** A float32 row buffer of at least `n` elements. */
+  row(n: number): Float32Array {
+    if (this.f32.length < n) this.f32 = new Float32Array(n);
+    return this.f32.subarray(0, n);
+  }
+  /** Zeroed per-column accumulators for a slice with `n` columns. */
+  columns(n: number): ColumnSums {
+    if (this.cols < n || !this.sums) {
+      this.cols = n;
+      this.sums = {
+        dot: new Float64Array(n),
+        norm: new Float64Array(n),
+        coef: new Float64Array(n),
+        scale: new Float64Array(n),
+        dotAfter: new Float64Array(n),
+        normAfter: new Float64Array(n),
+      };
+    }
+    const s = this.sums;
+    const out: ColumnSums = {
+      dot: s.dot.subarray(0, n),
+      norm: s.norm.subarray(0, n),
+      coef: s.coef.subarray(0, n),
+      scale: s.scale.subarray(0, n),
+      dotAfter: s.dotAfter.subarray(0, n),
+      normAfter: s.normAfter.subarray(0, n),
+    };
+    for (const a of Object.values(out)) a.fill(0);
+    return out;
+  }
+}
+
+/**
+ * Edits `rows` write vectors stored with the hidden axis last (`bytes` holds `rows × hidden`
+ * elements of `dtype`), in place: e ← e − λ (e·r) r, or for norm-preserving the same followed by
+ * rescaling e to its original norm. Dot products and norms accumulate in f64; each element is
+ * computed in f64, rounded to f32, then rounded once to the stored dtype.
+ */
+export function editHiddenLast(
+  bytes: Uint8Array,
+  dtype: FloatDType,
+  rows: number,
+  r: Float64Array,
+  lambda: number,
+  method: PatchMethod,
+  stats: EditStats,
+  scratch: KernelScratch,
+): void {
+  const h = r.length;
+  const size = dtype === "F32" ? 4 : 2;
+  const row = scratch.row(h);
+  for (let k = 0; k < rows; k++) {
+    const rowBytes = bytes.subarray(k * h * size, (k + 1) * h * size);
+    decodeToF32(dtype, rowBytes, row, h);
+    let dot = 0;
+    let n0 = 0;
+    for (let i = 0; i < h; i++) {
+      const w = row[i]!;
+      dot += w * r[i]!;
+      n0 += w * w;
+    }
+    const c = lambda * dot;
+    let scale = 1;
+    if (method === "norm-preserving") {
+      // ‖e − c r‖² = ‖e‖² − 2c·dot + c² (‖r‖ = 1)
+      const n1 = n0 - 2 * c * dot + c * c;
+      scale = n1 > 0 ? Math.sqrt(n0 / n1) : 1;
+    }
+    for (let i = 0; i < h; i++) row[i] = (row[i]! - c * r[i]!) * scale;
+    encodeFromF32(dtype, row, rowBytes, h);
+    decodeToF32(dtype, rowBytes, row, h);
+    let dot1 = 0;
+    let n2 = 0;
+    for (let i = 0; i < h; i++) {
+      const w = row[i]!;
+      dot1 += w * r[i]!;
+      n2 += w * w;
+    }
+    stats.leakBefore += dot * dot;
+    stats.leakAfter += dot1 * dot1;
+    stats.normBefore += n0;
+    stats.normAfter += n2;
+    if (method === "norm-preserving" && n0 > 0) {
+      const change = Math.abs(Math.sqrt(n2 / n0) - 1);
+      if (change > stats.maxVectorNormChange) stats.maxVectorNormChange = change;
+    }
+  }
+}
+
+/** Per-column sums and coefficients of one `[hidden, n]` slice (all f64, length n). */
+export interface ColumnSums {
+  /** rᵀw_j before the edit. */
+  readonly dot: Float64Array;
+  /** ‖w_j‖² before the edit. */
+  readonly norm: Float64Array;
+  /** c_j = λ·rᵀw_j. */
+  readonly coef: Float64Array;
+  /** Rescale factor s_j (1 for project). */
+  readonly scale: Float64Array;
+  /** rᵀw′_j and ‖w′_j‖² on the rounded stored values. */
+  readonly dotAfter: Float64Array;
+  readonly normAfter: Float64Array;
+}
+
+/**
+ * First pass over rows `[row0, row0 + count)` of a `[hidden, n]` slice (`bytes` starts at row0):
+ * adds r_i·w_ij and w_ij² into the column sums.
+ */
+export function accumulateHiddenFirst(
+  bytes: Uint8Array,
+  dtype: FloatDType,
+  row0: number,
+  count: number,
+  n: number,
+  r: Float64Array,
+  sums: ColumnSums,
+  scratch: KernelScratch,
+): void {
+  const size = dtype === "F32" ? 4 : 2;
+  const row = scratch.row(n);
+  const { dot, norm } = sums;
+  for (let k = 0; k < count; k++) {
+    decodeToF32(dtype, bytes.subarray(k * n * size, (k + 1) * n * size), row, n);
+    const ri = r[row0 + k]!;
+    for (let j = 0; j < n; j++) {
+      const w = row[j]!;
+      dot[j]! += ri * w;
+      norm[j]! += w * w;
+    }
+  }
+}
+
+/** Fills `coef` and `scale` from `dot` and `norm` (after the first pass). */
+export function columnCoefficients(sums: ColumnSums, lambda: number, method: PatchMethod): void {
+  const { dot, norm, coef, scale } = sums;
+  for (let j = 0; j < dot.length; j++) {
+    const d = dot[j]!;
+    const c = lambda * d;
+    coef[j] = c;
+    if (method === "norm-preserving") {
+      // ‖w − c r‖² = ‖w‖² − 2c·(rᵀw) + c² because ‖r‖ = 1.
+      const n0 = norm[j]!;
+      const n1 = n0 - 2 * c * d + c * c;
+      scale[j] = n1 > 0 ? Math.sqrt(n0 / n1) : 1;
+    } else {
+      scale[j] = 1;
+    }
+  }
+}
+
+/**
+ * Second pass over rows `[row0, row0 + count)`: w′_ij = s_j (w_ij − r_i c_j), written back in
+ * place and rounded once; adds the rounded values into `dotAfter` and `normAfter`.
+ */
+export function applyHiddenFirst(
+  bytes: Uint8Array,
+  dtype: FloatDType,
+  row0: number,
+  count: number,
+  n: number,
+  r: Float64Array,
+  sums: ColumnSums,
+  scratch: KernelScratch,
+): void {
+  const size = dtype === "F32" ? 4 : 2;
+  const row = scratch.row(n);
+  const { coef, scale, dotAfter, normAfter } = sums;
+  for (let k = 0; k < count; k++) {
+    const rowBytes = bytes.subarray(k * n * size, (k + 1) * n * size);
+    decodeToF32(dtype, rowBytes, row, n);
+    const ri = r[row0 + k]!;
+    for (let j = 0; j < n; j++) row[j] = (row[j]! - ri * coef[j]!) * scale[j]!;
+    encodeFromF32(dtype, row, rowBytes, n);
+    decodeToF32(dtype, rowBytes, row, n);
+    for (let j = 0; j < n; j++) {
+      const w = row[j]!;
+      dotAfter[j]! += ri * w;
+      normAfter[j]! += w * w;
+    }
+  }
+}
+
+/** Folds a finished slice's column sums into `stats`. */
+export function addColumnStats(sums: ColumnSums, method: PatchMethod, stats: EditStats): void {
+  const { dot, norm, dotAfter, normAfter } = sums;
+  for (let j = 0; j < dot.length; j++) {
+    stats.leakBefore += dot[j]! * dot[j]!;
+    stats.leakAfter += dotAfter[j]! * dotAfter[j]!;
+    stats.normBefore += norm[j]!;
+    stats.normAfter += normAfter[j]!;
+    if (method === "norm-preserving" && norm[j]! > 0) {
+      const change = Math.abs(Math.sqrt(normAfter[j]! / norm[j]!) - 1);
+      if (change > stats.maxVectorNormChange) stats.maxVectorNormChange = change;
+    }
+  }
+}

@@ -1,0 +1,435 @@
+import { createHash, type Hash } from "node:crypto";
+import { type Checkpoint, LM_HEAD_NAME, untieConfig } from "@abl/checkpoint";
+import {
+  type ByteSink,
+  type ByteSource,
+  createSafetensorsWriter,
+  elementCount,
+  encodeShardIndex,
+  type FloatDType,
+  type SafetensorsWriter,
+  SHARD_INDEX_NAME,
+  type TensorInfo,
+  type TensorSpec,
+} from "@abl/tensor";
+import { PatchError } from "./errors.ts";
+import {
+  accumulateHiddenFirst,
+  addColumnStats,
+  applyHiddenFirst,
+  columnCoefficients,
+  type EditStats,
+  editHiddenLast,
+  emptyStats,
+  KernelScratch,
+} from "./kernels.ts";
+import type { OutputFolder } from "./output.ts";
+import type { EditOp, PatchPlan } from "./plan.ts";
+
+/**
+ * Size of the one I/O buffer a patch reuses for everything. 64 MiB holds a whole `[hidden, in]`
+ * slice of any ≤ 8B dense model in bf16 (Qwen3-4B down_proj is 50 MB), so most slices are read
+ * once; bigger slices take a second read pass. Allocated once: fresh memory is slow to touch here.
+ */
+export const DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024;
+/** Config and tokenizer files larger than this are streamed instead of read whole. */
+const SMALL_FILE_BYTES = 64 * 1024 * 1024;
+
+/** Progress of a running patch, for bars and Watch streams. */
+export type PatchEvent =
+  | {
+      readonly type: "start";
+      readonly totalBytes: number;
+      readonly totalTensors: number;
+      readonly editedTensors: number;
+    }
+  | {
+      readonly type: "progress";
+      readonly bytes: number;
+      readonly tensors: number;
+      readonly file: string;
+    }
+  | {
+      readonly type: "file";
+      readonly name: string;
+      readonly size: number;
+      readonly sha256: string;
+    };
+
+/** Per edited tensor entry of `abliteration.json`. */
+export interface TensorReport {
+  readonly name: string;
+  readonly target: string;
+  readonly layer: number | null;
+  readonly lambda: number;
+  readonly directionRow: number;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  /** ‖rᵀW′‖ / ‖rᵀW‖ on the stored (rounded) values; 0 when rᵀW was already 0. */
+  readonly leakage: number;
+  /** (‖W′‖_F − ‖W‖_F) / ‖W‖_F. */
+  readonly relativeNormChange: number;
+  /** Norm-preserving only: largest |‖w′_j‖/‖w_j‖ − 1| over write vectors. */
+  readonly maxVectorNormChange?: number;
+}
+
+/** The `abliteration.json` written beside the patched model. */
+export interface AbliterationReport {
+  readonly version: 1;
+  readonly input: {
+    readonly location: string;
+    readonly digest: string;
+    readonly files: readonly { name: string; size: number }[];
+  };
+  readonly direction: {
+    readonly source: string;
+    readonly digest: string;
+    readonly rows: number;
+    readonly hidden: number;
+  };
+  readonly method: string;
+  readonly targets: readonly string[];
+  readonly strength: unknown;
+  readonly embedScale: number;
+  readonly untied: boolean;
+  readonly tensors: readonly TensorReport[];
+  /** sha256 of every output file except this report. */
+  readonly files: readonly { name: string; size: number; sha256: string }[];
+}
+
+/** Options of {@link patchCheckpoint}. */
+export interface PatchOptions {
+  readonly signal?: AbortSignal;
+  readonly bufferBytes?: number;
+}
+
+/** Name of the report file. */
+export const REPORT_NAME = "abliteration.json";
+
+function hashingSink(sink: ByteSink, hash: Hash): ByteSink {
+  return {
+    name: sink.name,
+    get written() {
+      return sink.written;
+    },
+    async write(chunk, signal) {
+      hash.update(chunk);
+      await sink.write(chunk, signal);
+    },
+    commit: () => sink.commit(),
+    abort: () => sink.abort(),
+  };
+}
+
+/**
+ * A digest that identifies the input cheaply without reading every weight: sha256 over the
+ * canonical list of files with their sizes, each shard's parsed header and the bytes of config,
+ * index and tokenizer files.
+ */
+async function inputDigest(ck: Checkpoint, signal?: AbortSignal): Promise<string> {
+  const h = createHash("sha256");
+  const shards = new Map(ck.shards.map((s) => [s.file, s]));
+  for (const f of ck.fileList) {
+    h.update(`${f.name}\0${f.size}\0`);
+    const shard = shards.get(f.name);
+    if (shard) {
+      h.update(
+        JSON.stringify({
+          m: shard.header.metadata,
+          t: shard.header.tensors.map((t) => [t.name, t.dtype, t.shape, t.dataOffsets]),
+        }),
+      );
+    } else if (f.size <= SMALL_FILE_BYTES) {
+      h.update(await ck.files.readBytes(f.name, SMALL_FILE_BYTES, signal));
+    }
+  }
+  return h.digest("hex");
+}
+
+/**
+ * Streams a patched copy of `ck` into `out` following `plan`: tensor by tensor through one
+ * reused buffer, edited tensors rewritten in place in that buffer, everything else copied byte
+ * for byte; same shard layout and key order, lm_head.weight added when untying, config and other
+ * files copied, `abliteration.json` last, then published atomically. Yields progress; returns
+ * the report. On any error or abort the output is removed.
+ */
+export async function* patchCheckpoint(
+  ck: Checkpoint,
+  plan: PatchPlan,
+  out: OutputFolder,
+  options: PatchOptions = {},
+): AsyncGenerator<PatchEvent, AbliterationReport> {
+  const { signal } = options;
+  const bufferBytes = options.bufferBytes ?? DEFAULT_BUFFER_BYTES;
+  const untie = plan.untieFrom;
+  const untieInfo = untie ? ck.tensors.get(untie) : undefined;
+  const shardFiles = new Set(ck.shards.map((s) => s.file));
+  const totalBytes =
+    ck.fileList.reduce((a, f) => a + f.size, 0) + (untieInfo?.info.byteLength ?? 0);
+  yield {
+    type: "start",
+    totalBytes,
+    totalTensors: ck.tensors.size,
+    editedTensors: plan.edits.size,
+  };
+
+  const buffer = new Uint8Array(Math.max(bufferBytes, 1 << 16));
+  const scratch = new KernelScratch();
+  const files: { name: string; size: number; sha256: string }[] = [];
+  const tensorReports: TensorReport[] = [];
+  let bytesDone = 0;
+  let tensorsDone = 0;
+  const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+  const writeSmall = async (name: string, bytes: Uint8Array) => {
+    const sink = await out.file(name, bytes.byteLength, signal);
+    try {
+      await sink.write(bytes, signal);
+      await sink.commit();
+    } catch (err) {
+      await sink.abort();
+      throw err;
+    }
+    files.push({ name, size: bytes.byteLength, sha256: sha(bytes) });
+  };
+
+  try {
+    const digest = await inputDigest(ck, signal);
+    for (const shard of ck.shards) {
+      signal?.throwIfAborted();
+      const extra = untieInfo && untieInfo.file === shard.file ? untieInfo.info : undefined;
+      const specs: TensorSpec[] = shard.header.tensors.map((t) => ({
+        name: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+      }));
+      if (extra) specs.push({ name: LM_HEAD_NAME, dtype: extra.dtype, shape: extra.shape });
+      const source = await ck.files.open(shard.file);
+      const hash = createHash("sha256");
+      let writer: SafetensorsWriter | undefined;
+      try {
+        const sink = hashingSink(await out.file(shard.file, 0, signal), hash);
+        writer = await createSafetensorsWriter(sink, specs, shard.header.metadata, signal);
+        const w = writer;
+        const tensors = shard.header.tensors;
+        for (let i = 0; i < tensors.length; ) {
+          const t = tensors[i]!;
+          const op = plan.edits.get(t.name);
+          if (op) {
+            const stats = await editTensor(source, t, op, plan, w, buffer, scratch, signal);
+            tensorReports.push(report(t, op, stats, plan.method));
+            bytesDone += t.byteLength;
+            tensorsDone++;
+            i++;
+          } else {
+            // Coalesce a run of untouched tensors into one range copy.
+            let j = i;
+            while (j < tensors.length && !plan.edits.has(tensors[j]!.name)) j++;
+            const start = t.offset;
+            const end = tensors[j - 1]!.offset + tensors[j - 1]!.byteLength;
+            await copyRange(source, start, end - start, w, buffer, signal);
+            bytesDone += end - start;
+            tensorsDone += j - i;
+            i = j;
+          }
+          yield { type: "progress", bytes: bytesDone, tensors: tensorsDone, file: shard.file };
+        }
+        if (extra) {
+          await copyRange(source, extra.offset, extra.byteLength, w, buffer, signal);
+          bytesDone += extra.byteLength;
+        }
+        await w.finish();
+      } catch (err) {
+        await writer?.abort();
+        throw err;
+      } finally {
+        await source.close();
+      }
+      const size = writer.header.fileSize;
+      bytesDone += shard.header.dataStart;
+      const file = { name: shard.file, size, sha256: hash.digest("hex") };
+      files.push(file);
+      yield { type: "file", ...file };
+    }
+
+    if (ck.index) {
+      const map = new Map(ck.index.weightMap);
+      if (untieInfo) map.set(LM_HEAD_NAME, untieInfo.file);
+      let total = 0;
+      for (const s of ck.shards) for (const t of s.header.tensors) total += t.byteLength;
+      total += untieInfo?.info.byteLength ?? 0;
+      const { total_size: _drop, ...rest } = ck.index.metadata as Record<string, unknown>;
+      await writeSmall(
+        SHARD_INDEX_NAME,
+        new TextEncoder().encode(encodeShardIndex(map, total, rest)),
+      );
+    }
+    const config = untie
+      ? new TextEncoder().encode(`${JSON.stringify(untieConfig(ck.config.raw), null, 2)}\n`)
+      : await ck.files.readBytes("config.json", SMALL_FILE_BYTES, signal);
+    await writeSmall("config.json", config);
+
+    for (const f of ck.fileList) {
+      if (shardFiles.has(f.name) || f.name === "config.json" || f.name === SHARD_INDEX_NAME)
+        continue;
+      signal?.throwIfAborted();
+      const hash = createHash("sha256");
+      const sink = hashingSink(await out.file(f.name, f.size, signal), hash);
+      try {
+        for await (const chunk of ck.files.stream(f.name, signal)) await sink.write(chunk, signal);
+        await sink.commit();
+      } catch (err) {
+        await sink.abort();
+        throw err;
+      }
+      files.push({ name: f.name, size: sink.written, sha256: hash.digest("hex") });
+      bytesDone += f.size;
+      yield { type: "progress", bytes: bytesDone, tensors: tensorsDone, file: f.name };
+    }
+
+    files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const result: AbliterationReport = {
+      version: 1,
+      input: {
+        location: ck.files.location,
+        digest,
+        files: ck.fileList.map((f) => ({ name: f.name, size: f.size })),
+      },
+      direction: {
+        source: plan.directions.source,
+        digest: plan.directions.digest,
+        rows: plan.directions.rows.length,
+        hidden: plan.directions.hidden,
+      },
+      method: plan.method,
+      targets: plan.targets,
+      strength: plan.strength,
+      embedScale: plan.embedScale,
+      untied: untie !== undefined,
+      tensors: tensorReports,
+      files,
+    };
+    const reportBytes = new TextEncoder().encode(`${JSON.stringify(result, null, 1)}\n`);
+    const rsink = await out.file(REPORT_NAME, reportBytes.byteLength, signal);
+    await rsink.write(reportBytes, signal);
+    await rsink.commit();
+    signal?.throwIfAborted();
+    await out.publish({
+      kind: "patched-model",
+      input: digest,
+      direction: plan.directions.digest,
+      method: plan.method,
+    });
+    return result;
+  } catch (err) {
+    await out.abort();
+    throw err;
+  }
+}
+
+async function copyRange(
+  source: ByteSource,
+  offset: number,
+  length: number,
+  writer: SafetensorsWriter,
+  buffer: Uint8Array,
+  signal?: AbortSignal,
+): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const n = Math.min(buffer.byteLength, length - done);
+    const chunk = buffer.subarray(0, n);
+    await source.read(offset + done, n, chunk, signal);
+    await writer.write(chunk, signal);
+    done += n;
+  }
+}
+
+async function editTensor(
+  source: ByteSource,
+  t: TensorInfo,
+  op: EditOp,
+  plan: PatchPlan,
+  writer: SafetensorsWriter,
+  buffer: Uint8Array,
+  scratch: KernelScratch,
+  signal?: AbortSignal,
+): Promise<EditStats> {
+  const dtype = t.dtype as FloatDType;
+  const size = dtype === "F32" ? 4 : 2;
+  const r = plan.directions.rows[op.directionRow]!;
+  const h = r.length;
+  const stats = emptyStats();
+  const shape = t.shape;
+  if (op.writer.residualAxis === -1) {
+    const rows = elementCount(shape) / h;
+    const rowBytes = h * size;
+    const perChunk = Math.floor(buffer.byteLength / rowBytes);
+    if (perChunk === 0)
+      throw new PatchError(
+        `tensor "${t.name}": a ${rowBytes}-byte row does not fit the ${buffer.byteLength}-byte buffer`,
+      );
+    for (let k = 0; k < rows; k += perChunk) {
+      signal?.throwIfAborted();
+      const count = Math.min(perChunk, rows - k);
+      const chunk = buffer.subarray(0, count * rowBytes);
+      await source.read(t.offset + k * rowBytes, chunk.byteLength, chunk, signal);
+      editHiddenLast(chunk, dtype, count, r, op.lambda, plan.method, stats, scratch);
+      await writer.write(chunk, signal);
+    }
+    return stats;
+  }
+  const n = shape[shape.length - 1]!;
+  const rowBytes = n * size;
+  const sliceBytes = h * rowBytes;
+  const slices = elementCount(shape) / (h * n);
+  const perChunk = Math.floor(buffer.byteLength / rowBytes);
+  if (perChunk === 0)
+    throw new PatchError(
+      `tensor "${t.name}": a ${rowBytes}-byte row does not fit the ${buffer.byteLength}-byte buffer`,
+    );
+  for (let s = 0; s < slices; s++) {
+    const base = t.offset + s * sliceBytes;
+    const sums = scratch.columns(n);
+    const whole = perChunk >= h;
+    // Pass 1: column sums rᵀW and ‖w_j‖². A slice that fits the buffer is read once.
+    for (let k = 0; k < h; k += perChunk) {
+      signal?.throwIfAborted();
+      const count = Math.min(perChunk, h - k);
+      const chunk = buffer.subarray(0, count * rowBytes);
+      await source.read(base + k * rowBytes, chunk.byteLength, chunk, signal);
+      accumulateHiddenFirst(chunk, dtype, k, count, n, r, sums, scratch);
+    }
+    columnCoefficients(sums, op.lambda, plan.method);
+    // Pass 2: apply and write (re-reading only when the slice did not fit).
+    for (let k = 0; k < h; k += perChunk) {
+      signal?.throwIfAborted();
+      const count = Math.min(perChunk, h - k);
+      const chunk = buffer.subarray(0, count * rowBytes);
+      if (!whole) await source.read(base + k * rowBytes, chunk.byteLength, chunk, signal);
+      applyHiddenFirst(chunk, dtype, k, count, n, r, sums, scratch);
+      await writer.write(chunk, signal);
+    }
+    addColumnStats(sums, plan.method, stats);
+  }
+  return stats;
+}
+
+function report(t: TensorInfo, op: EditOp, s: EditStats, method: string): TensorReport {
+  const leakage = s.leakBefore > 0 ? Math.sqrt(s.leakAfter / s.leakBefore) : 0;
+  const n0 = Math.sqrt(s.normBefore);
+  const base: TensorReport = {
+    name: t.name,
+    target: op.writer.target,
+    layer: op.writer.layer ?? null,
+    lambda: op.lambda,
+    directionRow: op.directionRow,
+    dtype: t.dtype,
+    shape: t.shape,
+    leakage,
+    relativeNormChange: n0 > 0 ? (Math.sqrt(s.normAfter) - n0) / n0 : 0,
+  };
+  return method === "norm-preserving"
+    ? { ...base, maxVectorNormChange: s.maxVectorNormChange }
+    : base;
+}
