@@ -1,4 +1,13 @@
 export {
+  type ChatMessage,
+  type ChatTemplate,
+  ChatTemplateError,
+  type ChatTemplateOptions,
+  type ChatTemplateTokens,
+  compileChatTemplate,
+  MAX_CHAT_TEMPLATE_CHARS,
+} from "./chat-template.ts";
+export {
   type CapturedResidual,
   type CaptureOptions,
   type CapturePositions,
@@ -25,3 +34,13 @@ export {
 } from "./model-config.ts";
 export { type Intervention, WeightShapeError } from "./model-graph.ts";
 export { createRng, type SamplingOptions, type TokenLogprob } from "./sampling.ts";
+export {
+  type ChatEncoding,
+  type DecodeOptions,
+  type EncodeOptions,
+  type LoadedTokenizer,
+  loadTokenizer,
+  MAX_TOKENIZER_CONFIG_BYTES,
+  MAX_TOKENIZER_JSON_BYTES,
+  TokenizerLoadError,
+} from "./tokenizer.ts";
