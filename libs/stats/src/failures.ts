@@ -1,7 +1,11 @@
 import type { CellTable } from "./summary.ts";
 
-/** Tasks whose rate sits this many standard deviations above the variant's mean are listed. */
-export const OUTLIER_Z = 2;
+/**
+ * Tasks whose rate sits more than this many standard deviations above the variant's mean are
+ * listed. 3 rather than 2: with a handful of replicas a single event moves a task's rate by 1/n,
+ * and z > 2 then flags a few percent of all tasks by chance alone.
+ */
+export const OUTLIER_Z = 3;
 
 /** One task flagged as unusual for a variant. */
 export interface FailureOutlier {

@@ -26,7 +26,9 @@ function testRow(t: TestResult | null): string[] | null {
     esc(t.test),
     esc(t.alternative),
     `${t.n} ${esc(t.nUnit)}`,
-    t.statistic === null ? "–" : `${esc(t.statisticName)} = ${num(t.statistic)}`,
+    t.statistic === null
+      ? "–"
+      : `${esc(t.statisticName)} = ${Number.isInteger(t.statistic) ? t.statistic : num(t.statistic)}`,
     pval(t.pValue),
     pval(t.pHolm),
     esc(t.note ?? ""),
@@ -76,6 +78,43 @@ function comparisonSection(c: Comparison): string {
         ) + `<p class="muted">Power formula: ${esc(c.power[0]!.formula)}.</p>`
       : "";
   return `${head}${boot}${table(["test", "sidedness", "n", "statistic", "p", "p (Holm)", "note"], rows)}${cmh}${skipped}${excluded}<h4>Replicas needed (80% power)</h4>${power}${c.note ? `<p class="warn">${esc(c.note)}</p>` : ""}`;
+}
+
+/** Outlier rows shown in the page; summary.json has them all. */
+const MAX_OUTLIER_ROWS = 25;
+
+function glanceTable(cs: readonly Comparison[]): string {
+  const p = (t: TestResult | null) => (t ? `${pval(t.pValue)} (${pval(t.pHolm)})` : "–");
+  const rows = cs.map((c) => {
+    const need = c.power.find((x) => Math.abs(x.difference - 0.1) < 1e-9);
+    return [
+      `${esc(c.treatment)} vs ${esc(c.baseline)}`,
+      String(c.commonTasks),
+      pct(c.difference),
+      c.bootstrap ? `[${pct(c.bootstrap.ci.low)}, ${pct(c.bootstrap.ci.high)}]` : "–",
+      p(c.fisher),
+      p(c.mcnemar),
+      p(c.permutation),
+      p(c.cmh),
+      num(c.cmh?.commonOddsRatio, 2),
+      need?.replicasPerTask == null ? "–" : String(need.replicasPerTask),
+    ];
+  });
+  return table(
+    [
+      "comparison",
+      "tasks",
+      "Δ accuracy",
+      "95% CI (bootstrap)",
+      "Fisher p (Holm)",
+      "McNemar p (Holm)",
+      "permutation p (Holm)",
+      "CMH p (Holm)",
+      "MH OR",
+      "replicas/task for 10 pts",
+    ],
+    rows,
+  );
 }
 
 function overlapTable(o: Overlaps): string {
@@ -128,15 +167,16 @@ export function renderReportHtml(r: ReportData): string {
     num(v.noCmdTurnsPerTrial, 2),
     num(v.turnsPerTrial, 1),
   ]);
-  const outlierRows = r.failures.outliers.map((o) => [
-    esc(o.variant),
-    esc(o.taskId),
-    esc(o.metric),
-    num(o.value, 2),
-    num(o.z, 2),
-  ]);
+  const outlierRows = r.failures.outliers
+    .slice(0, MAX_OUTLIER_ROWS)
+    .map((o) => [esc(o.variant), esc(o.taskId), esc(o.metric), num(o.value, 2), num(o.z, 2)]);
+  const base = r.summaries.find((x) => x.variant === r.baseline);
+  const reference =
+    base === undefined || base.accuracy === null
+      ? undefined
+      : { label: base.variant, accuracy: base.accuracy };
   const sweeps = r.sweeps
-    .map((sw) => `<h3>${esc(sw.parameter)}</h3><figure>${sweepSvg(sw)}</figure>`)
+    .map((sw) => `<h3>${esc(sw.parameter)}</h3><figure>${sweepSvg(sw, reference)}</figure>`)
     .join("");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -149,6 +189,7 @@ ${r.notes.length > 0 ? `<ul class="warn">${r.notes.map((n) => `<li>${esc(n)}</li
 ${table(["variant", "scored trials", "infra excluded", "passes", "tasks", "accuracy", "SE (tasks)", "95% CI", "SE (leaderboard)", "pass rate", "Wilson 95%", "pass@k", "note"], summaryRows)}
 <p class="muted">Accuracy = mean over tasks of the task's mean reward. SE (tasks) = sd of task means / √T, CI = ±1.96·SE; SE (leaderboard) = √(Σ p̂(1−p̂)/(n−1))/T treats tasks as fixed. Wilson interval on pooled passes / scored trials.</p>
 <h2>Comparisons</h2>
+${r.comparisons.length > 0 ? `<h3>At a glance</h3>${glanceTable(r.comparisons)}<p class="muted">Every test on the tasks both variants have scored trials for; sidedness, n and statistic per test below.</p>` : ""}
 ${r.comparisons.map(comparisonSection).join("") || '<p class="muted">No comparisons.</p>'}
 <h2>Task × variant pass fraction</h2>
 <figure>${heat}</figure>
@@ -159,6 +200,7 @@ ${r.comparisons.map(comparisonSection).join("") || '<p class="muted">No comparis
 ${table(["variant", "trials", ...outcomeNames, "parse errors / trial", "no-cmd turns / trial", "turns / trial"], failureRows)}
 <h3>Tasks with unusually high rates (z &gt; ${r.failures.outlierZ})</h3>
 ${outlierRows.length > 0 ? table(["variant", "task", "metric", "value", "z"], outlierRows) : '<p class="muted">None.</p>'}
+${r.failures.outliers.length > MAX_OUTLIER_ROWS ? `<p class="muted">${r.failures.outliers.length - MAX_OUTLIER_ROWS} more in summary.json.</p>` : ""}
 <h2>Sweeps</h2>
 ${sweeps || '<p class="muted">No swept parameter (give variant parameters to plot sweeps).</p>'}
 </body></html>

@@ -54,17 +54,54 @@ export function signTest(
   };
 }
 
-/** Enumerate all 2^n sign flips up to this many non-zero differences (2^20 ≈ 1M sums). */
+/**
+ * Per-task differences of mean rewards are multiples of 1/lcm(replica counts) when rewards are
+ * 0/1; 2520 = lcm(1..10) covers up to ten replicas. Such differences get an exact test for any
+ * number of tasks by counting sums on this integer lattice.
+ */
+export const PERMUTATION_LATTICE = 2520;
+/** Largest |Σ| on the lattice counted exactly (array of 2·this+1 doubles, ~16 MiB). */
+const MAX_LATTICE_SUM = 1_000_000;
+/** Enumerate all 2^n sign flips up to this many non-zero off-lattice differences. */
 export const MAX_EXACT_PERMUTATION_TASKS = 20;
-/** Monte Carlo sign flips beyond {@link MAX_EXACT_PERMUTATION_TASKS}. */
+/** Monte Carlo sign flips when neither exact method applies. */
 export const PERMUTATION_RESAMPLES = 100_000;
 /** Relative tolerance for "as extreme as observed" with float sums. */
 const PERM_TOL = 1e-9;
 
+/** Exact tail probabilities P(S ≥ s), P(S ≤ s) of a sign-flip sum on the integer lattice. */
+function latticeTails(m: readonly number[], observed: number): { geq: number; leq: number } | null {
+  const total = m.reduce((s, x) => s + Math.abs(x), 0);
+  if (total > MAX_LATTICE_SUM) return null;
+  // dist[k + total] = P(S = k); each task adds ±|m| with probability ½.
+  let dist = new Float64Array(2 * total + 1);
+  dist[total] = 1;
+  for (const x of m) {
+    const a = Math.abs(x);
+    const next = new Float64Array(2 * total + 1);
+    for (let k = 0; k < dist.length; k++) {
+      const p = dist[k]!;
+      if (p === 0) continue;
+      if (k + a < next.length) next[k + a]! += p / 2;
+      if (k - a >= 0) next[k - a]! += p / 2;
+    }
+    dist = next;
+  }
+  let geq = 0;
+  let leq = 0;
+  for (let k = 0; k < dist.length; k++) {
+    const sum = k - total;
+    if (sum >= observed) geq += dist[k]!;
+    if (sum <= observed) leq += dist[k]!;
+  }
+  return { geq, leq };
+}
+
 /**
  * Paired permutation (sign-flip) test of the mean per-task difference: under H0 each task's
- * difference is equally likely ±. Exact when there are at most
- * {@link MAX_EXACT_PERMUTATION_TASKS} non-zero differences, else Monte Carlo with a seed
+ * difference is equally likely ±. Exact on the lattice of multiples of 1/{@link
+ * PERMUTATION_LATTICE} (any number of tasks), else exact by enumeration up to
+ * {@link MAX_EXACT_PERMUTATION_TASKS} differences, else Monte Carlo with a seed
  * (p = (hits + 1)/(R + 1)). Two-sided = 2·min(one-sided), capped at 1, as scipy `permutation_test`.
  */
 export function permutationTest(
@@ -76,15 +113,27 @@ export function permutationTest(
   const n = d.length;
   const observed = d.reduce((s, x) => s + x, 0);
   const tol = PERM_TOL * Math.max(1, Math.abs(observed));
-  let geq = 0;
-  let leq = 0;
-  let total = 0;
+  let pG: number;
+  let pL: number;
   let note: string | undefined;
-  if (n <= MAX_EXACT_PERMUTATION_TASKS) {
+  const scaled = d.map((x) => x * PERMUTATION_LATTICE);
+  const onLattice = scaled.every((x) => Math.abs(x - Math.round(x)) < 1e-6);
+  const lattice = onLattice
+    ? latticeTails(
+        scaled.map((x) => Math.round(x)),
+        scaled.reduce((s, x) => s + Math.round(x), 0),
+      )
+    : null;
+  if (lattice) {
+    pG = lattice.geq;
+    pL = lattice.leq;
+  } else if (n <= MAX_EXACT_PERMUTATION_TASKS) {
     // Gray-code walk: each step flips one sign, so each sum costs O(1).
     let sum = observed;
+    let geq = 0;
+    let leq = 0;
     const sign = new Array<number>(n).fill(1);
-    total = 2 ** n;
+    const total = 2 ** n;
     for (let i = 0; i < total; i++) {
       if (i > 0) {
         const bit = Math.log2(i & -i);
@@ -94,21 +143,22 @@ export function permutationTest(
       if (sum >= observed - tol) geq++;
       if (sum <= observed + tol) leq++;
     }
+    pG = geq / total;
+    pL = leq / total;
   } else {
     const rng = createRng(seed);
+    let geq = 1;
+    let leq = 1;
     for (let r = 0; r < PERMUTATION_RESAMPLES; r++) {
       let sum = 0;
       for (const x of d) sum += rng.next() < 0.5 ? -x : x;
       if (sum >= observed - tol) geq++;
       if (sum <= observed + tol) leq++;
     }
-    geq++;
-    leq++;
-    total = PERMUTATION_RESAMPLES + 1;
+    pG = geq / (PERMUTATION_RESAMPLES + 1);
+    pL = leq / (PERMUTATION_RESAMPLES + 1);
     note = `Monte Carlo: ${PERMUTATION_RESAMPLES} random sign flips, seed ${seed}`;
   }
-  const pG = geq / total;
-  const pL = leq / total;
   const p =
     alternative === "greater"
       ? pG
@@ -122,7 +172,7 @@ export function permutationTest(
     nUnit: "non-zero task differences",
     statistic: n === 0 ? 0 : observed / diffs.length,
     statisticName: "mean difference",
-    pValue: p,
+    pValue: Math.min(1, p),
     ...(note === undefined ? {} : { note }),
   };
 }

@@ -86,6 +86,13 @@ test("sign test and exact permutation test match scipy", () => {
     close(perm.pValue, ref.permutation.p[alt], `permutation ${alt}`);
     assert.match(perm.test, /^exact/);
   }
+  for (const c of ref.permutationMore) {
+    for (const alt of ["two-sided", "greater", "less"] as const) {
+      const r = permutationTest(c.diffs, alt);
+      close(r.pValue, c.p[alt], `permutation n=${c.diffs.length} ${alt}`, 1e-8);
+      assert.match(r.test, /^exact/);
+    }
+  }
 });
 
 test("normal quantile and chi-square(1) tail match scipy", () => {

@@ -201,8 +201,11 @@ export function upsetSvg(overlaps: Overlaps, variants: readonly string[]): strin
   return svg(w, h, `UpSet plot of solved tasks (${overlaps.rule})`, parts.join(""));
 }
 
-/** Accuracy against a swept parameter with CI bands; per-layer AUC in a panel beside it. */
-export function sweepSvg(sweep: Sweep): string {
+/**
+ * Accuracy against a swept parameter with CI bands; per-layer AUC in a panel beside it. A
+ * reference (the baseline's accuracy) is drawn as a dashed line.
+ */
+export function sweepSvg(sweep: Sweep, reference?: { label: string; accuracy: number }): string {
   const panelW = 360;
   const panelH = 220;
   const left = 50;
@@ -250,6 +253,13 @@ export function sweepSvg(sweep: Sweep): string {
   parts.push(
     `<text x="${left + panelW / 2}" y="${top + panelH + 34}" text-anchor="middle">${escapeXml(sweep.parameter)}</text>`,
   );
+  if (reference) {
+    const y = f1(yOf(reference.accuracy));
+    parts.push(
+      `<line x1="${left}" y1="${y}" x2="${left + panelW}" y2="${y}" stroke="#888" stroke-dasharray="5,4"/>`,
+      `<text x="${left + panelW - 4}" y="${f1(yOf(reference.accuracy) - 4)}" text-anchor="end" font-size="10" fill="#666">${escapeXml(ellipsize(reference.label, 20))} ${pct(reference.accuracy)}</text>`,
+    );
+  }
   sweep.series.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length]!;
     const pts = s.points.filter((p) => p.accuracy !== null);
@@ -286,6 +296,15 @@ export function sweepSvg(sweep: Sweep): string {
       `<polyline points="${sweep.layerAuc!.map((a) => `${f1(shift(a.layer))},${f1(yOf(a.auc))}`).join(" ")}" fill="none" stroke="#555" stroke-width="2"/>`,
       `<text x="${x0 + panelW / 2}" y="${top + panelH + 34}" text-anchor="middle">layer</text>`,
     );
+    const layers = sweep.layerAuc!.map((a) => a.layer);
+    const every = Math.max(1, Math.ceil(layers.length / 14));
+    layers.forEach((l, i) => {
+      if (i % every === 0) {
+        parts.push(
+          `<text x="${f1(shift(l))}" y="${top + panelH + 16}" text-anchor="middle" font-size="10">${l}</text>`,
+        );
+      }
+    });
     for (const a of sweep.layerAuc!) {
       parts.push(
         `<circle cx="${f1(shift(a.layer))}" cy="${f1(yOf(a.auc))}" r="2.5" fill="#555"><title>layer ${a.layer}: AUC ${a.auc.toFixed(3)}</title></circle>`,
