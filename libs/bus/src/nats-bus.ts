@@ -484,7 +484,7 @@ function natsKv(
     async get(key): Promise<KvEntry | undefined> {
       validateKvKey(key);
       const e = await kv.get(key);
-      if (!e || e.operation !== "PUT") return undefined;
+      if (e?.operation !== "PUT") return undefined;
       return { key, value: decodePayload(e.value), revision: e.revision };
     },
     async put(key, value) {
