@@ -15,6 +15,11 @@ export {
   jobStateName,
 } from "./job-state.ts";
 export {
+  type RunGrpcServiceOptions,
+  type RunningGrpcService,
+  runGrpcService,
+} from "./run-service.ts";
+export {
   createServer,
   DEFAULT_SHUTDOWN_GRACE_MS,
   MAX_MESSAGE_BYTES,
