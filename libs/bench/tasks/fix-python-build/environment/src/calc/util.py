@@ -1,0 +1,3 @@
+def clip(value, low, high):
+    """Limits value to [low, high]."""
+    return max(low, min(high, value))
