@@ -39,11 +39,17 @@ export interface StepContext {
   readonly signal: AbortSignal;
   /** Delivery number of this job (1 = first try). */
   readonly attempt: number;
+  /**
+   * Values the step needs that do not change its output and so are not part of its key: the URL
+   * of a running model server, a local cache folder.
+   */
+  readonly runtime: Readonly<Record<string, unknown>>;
 }
 
 /**
  * One kind of step. `run` is an async generator: it yields progress and returns a JSON result that
- * is stored in the manifest (`meta.result`) and handed to whoever asked for the step.
+ * is stored in the manifest (`meta.result`) and handed to whoever asked for the step. A step that
+ * publishes its own artifact at `ctx.prefix` (manifest last) returns that manifest's metadata.
  */
 export interface StepDefinition<P = unknown, R = unknown> {
   readonly kind: string;
@@ -97,6 +103,7 @@ interface StepJob {
   key: string;
   sweep: string;
   params: unknown;
+  runtime: Record<string, unknown>;
 }
 
 /** The key and artifact prefix a step with these params has. */
@@ -120,6 +127,11 @@ function findDefinition(defs: readonly StepDefinition<never, unknown>[], kind: s
   return def;
 }
 
+/** A step's result as stored: `meta.result` when the runner committed it, else the whole meta. */
+function resultOf<R>(meta: Record<string, unknown>): R {
+  return ("result" in meta ? meta.result : meta) as R;
+}
+
 /**
  * Runs (or finds) one step and returns its result. Safe to call concurrently and from several
  * processes: the job id de-duplicates, and the artifact check makes finished work free.
@@ -128,13 +140,13 @@ export async function runStep<R>(
   opts: StepRunnerOptions,
   kind: string,
   params: unknown,
-  signal?: AbortSignal,
+  options: { signal?: AbortSignal; runtime?: Record<string, unknown> } = {},
 ): Promise<StepOutcome<R>> {
+  const { signal } = options;
   const def = findDefinition(opts.definitions, kind);
   const { key, prefix } = stepLocation(def, params);
   const existing = await readArtifact(opts.store, prefix);
-  if (existing)
-    return { key, prefix, result: (existing.meta as { result: R }).result, cached: true };
+  if (existing) return { key, prefix, result: resultOf<R>(existing.meta), cached: true };
 
   const subject = `${opts.sweep}.step`;
   const controller = new AbortController();
@@ -148,8 +160,8 @@ export async function runStep<R>(
     // between is then seen either as an event or as the artifact.
     const first = events.next();
     const again = await readArtifact(opts.store, prefix);
-    if (again) return { key, prefix, result: (again.meta as { result: R }).result, cached: true };
-    const job: StepJob = { kind, key, sweep: opts.sweep, params };
+    if (again) return { key, prefix, result: resultOf<R>(again.meta), cached: true };
+    const job: StepJob = { kind, key, sweep: opts.sweep, params, runtime: options.runtime ?? {} };
     await opts.bus.publishJob(kind, job, { id: key });
     let next = first;
     for (;;) {
@@ -163,7 +175,7 @@ export async function runStep<R>(
         if (ev.type === "done") {
           const m = await readArtifact(opts.store, prefix);
           if (!m) throw new StepFailedError(kind, key, "reported done but its artifact is missing");
-          return { key, prefix, result: (m.meta as { result: R }).result, cached: ev.cached };
+          return { key, prefix, result: resultOf<R>(m.meta), cached: ev.cached };
         }
         if (ev.type === "failed" && ev.final) throw new StepFailedError(kind, key, ev.error);
       }
@@ -225,6 +237,7 @@ export function startStepWorkers(opts: StepWorkerOptions): StepWorkers {
         writer,
         signal: job.signal,
         attempt: job.attempt,
+        runtime: payload.runtime ?? {},
       });
       let r = await gen.next();
       while (!r.done) {
