@@ -162,3 +162,13 @@ export {
   type SplitName,
   splitContrastSet,
 } from "./splits.ts";
+export {
+  CAPTURE_WORKER_SCRIPT,
+  createLocalWorkerLauncher,
+  createTransformersCapturer,
+  MAX_WORKER_LINE_CHARS,
+  PRESIGN_EXPIRY_SECONDS,
+  type TransformersCapturerOptions,
+  type WorkerLauncher,
+  type WorkerModel,
+} from "./transformers-capturer.ts";
