@@ -32,7 +32,10 @@ await runGrpcService({
 });
 `;
 
-test("runGrpcService serves gRPC and telemetry, and drains on SIGTERM", async () => {
+// A broken shutdown path would hang rather than fail; the timeout turns a hang into a failure.
+test("runGrpcService serves gRPC and telemetry, and drains on SIGTERM", {
+  timeout: 60_000,
+}, async () => {
   const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", CHILD], {
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -63,6 +63,9 @@ interface Hooks {
   get?: (jobId: string) => Promise<void>;
 }
 
+// A broken abort path would hang rather than fail; the timeout turns a hang into a failure.
+const HANG_GUARD = { timeout: 20_000 };
+
 describe("rpc over loopback", () => {
   const logs = logCapture();
   const log = createLogger({ service: "rpc-test", level: "debug", destination: logs.stream });
@@ -106,7 +109,7 @@ describe("rpc over loopback", () => {
   });
   after(() => server.shutdown({ graceMs: 2_000 }));
 
-  test("unary call carries request fields and returns the response", async () => {
+  test("unary call carries request fields and returns the response", HANG_GUARD, async () => {
     hooks = {};
     const client = createClient(CaptureService, { address });
     try {
@@ -125,55 +128,63 @@ describe("rpc over loopback", () => {
     }
   });
 
-  test("unary deadline: the client gets DEADLINE_EXCEEDED and the handler sees the abort", async () => {
-    const seen = deferred<string>();
-    const seenDeadline = deferred<number | undefined>();
-    hooks = {
-      unary: async (ctx) => {
-        seenDeadline.resolve(ctx.deadline);
-        seen.resolve(await abortedCode(ctx));
-      },
-    };
-    const client = createClient(CaptureService, { address });
-    try {
-      await assert.rejects(
-        client.startCapture({}, { timeoutMs: 200 }),
-        (e: unknown) => e instanceof RpcError && e.code === "DEADLINE_EXCEEDED",
-      );
-      assert.equal(typeof (await seenDeadline.promise), "number");
-      assert.equal(await seen.promise, "DEADLINE_EXCEEDED");
-    } finally {
-      client.close();
-    }
-  });
+  test(
+    "unary deadline: the client gets DEADLINE_EXCEEDED and the handler sees the abort",
+    HANG_GUARD,
+    async () => {
+      const seen = deferred<string>();
+      const seenDeadline = deferred<number | undefined>();
+      hooks = {
+        unary: async (ctx) => {
+          seenDeadline.resolve(ctx.deadline);
+          seen.resolve(await abortedCode(ctx));
+        },
+      };
+      const client = createClient(CaptureService, { address });
+      try {
+        await assert.rejects(
+          client.startCapture({}, { timeoutMs: 200 }),
+          (e: unknown) => e instanceof RpcError && e.code === "DEADLINE_EXCEEDED",
+        );
+        assert.equal(typeof (await seenDeadline.promise), "number");
+        assert.equal(await seen.promise, "DEADLINE_EXCEEDED");
+      } finally {
+        client.close();
+      }
+    },
+  );
 
-  test("unary client cancel: the client gets CANCELLED and the handler sees the abort", async () => {
-    const started = deferred<void>();
-    const seen = deferred<string>();
-    hooks = {
-      unary: async (ctx) => {
-        started.resolve();
-        seen.resolve(await abortedCode(ctx));
-      },
-    };
-    const client = createClient(CaptureService, { address });
-    const controller = new AbortController();
-    try {
-      const call = client.startCapture({}, { signal: controller.signal });
-      await started.promise;
-      controller.abort();
-      await assert.rejects(call, (e: unknown) => e instanceof RpcError && e.code === "CANCELLED");
-      assert.equal(await seen.promise, "CANCELLED");
-      await assert.rejects(
-        client.startCapture({}, { signal: controller.signal }),
-        (e: unknown) => e instanceof RpcError && e.code === "CANCELLED",
-      );
-    } finally {
-      client.close();
-    }
-  });
+  test(
+    "unary client cancel: the client gets CANCELLED and the handler sees the abort",
+    HANG_GUARD,
+    async () => {
+      const started = deferred<void>();
+      const seen = deferred<string>();
+      hooks = {
+        unary: async (ctx) => {
+          started.resolve();
+          seen.resolve(await abortedCode(ctx));
+        },
+      };
+      const client = createClient(CaptureService, { address });
+      const controller = new AbortController();
+      try {
+        const call = client.startCapture({}, { signal: controller.signal });
+        await started.promise;
+        controller.abort();
+        await assert.rejects(call, (e: unknown) => e instanceof RpcError && e.code === "CANCELLED");
+        assert.equal(await seen.promise, "CANCELLED");
+        await assert.rejects(
+          client.startCapture({}, { signal: controller.signal }),
+          (e: unknown) => e instanceof RpcError && e.code === "CANCELLED",
+        );
+      } finally {
+        client.close();
+      }
+    },
+  );
 
-  test("server streaming delivers every event in order and ends", async () => {
+  test("server streaming delivers every event in order and ends", HANG_GUARD, async () => {
     hooks = {
       stream: async function* () {
         yield 1;
@@ -194,75 +205,83 @@ describe("rpc over loopback", () => {
     }
   });
 
-  test("streaming deadline: events arrive, then DEADLINE_EXCEEDED; the generator sees the abort", async () => {
-    const seen = deferred<string>();
-    const cleaned = deferred<void>();
-    hooks = {
-      stream: async function* (ctx) {
-        try {
-          yield 1;
-          seen.resolve(await abortedCode(ctx));
-        } finally {
-          cleaned.resolve();
-        }
-      },
-    };
-    const client = createClient(CaptureService, { address });
-    const got: bigint[] = [];
-    try {
-      await assert.rejects(
-        (async () => {
-          for await (const { event } of client.watchCapture({ jobId: "j" }, { timeoutMs: 300 })) {
-            got.push(event?.done ?? -1n);
-          }
-        })(),
-        (e: unknown) => e instanceof RpcError && e.code === "DEADLINE_EXCEEDED",
-      );
-      assert.deepEqual(got, [1n]);
-      assert.equal(await seen.promise, "DEADLINE_EXCEEDED");
-      await cleaned.promise;
-    } finally {
-      client.close();
-    }
-  });
-
-  test("streaming client cancel (abort signal and early break) aborts the generator", async () => {
-    for (const how of ["signal", "break"] as const) {
+  test(
+    "streaming deadline: events arrive, then DEADLINE_EXCEEDED; the generator sees the abort",
+    HANG_GUARD,
+    async () => {
       const seen = deferred<string>();
+      const cleaned = deferred<void>();
       hooks = {
         stream: async function* (ctx) {
-          yield 1;
-          seen.resolve(await abortedCode(ctx));
+          try {
+            yield 1;
+            seen.resolve(await abortedCode(ctx));
+          } finally {
+            cleaned.resolve();
+          }
         },
       };
       const client = createClient(CaptureService, { address });
-      const controller = new AbortController();
+      const got: bigint[] = [];
       try {
-        const iterate = async () => {
-          for await (const _ of client.watchCapture(
-            { jobId: "j" },
-            { signal: controller.signal },
-          )) {
-            if (how === "signal") controller.abort();
-            else break;
-          }
-        };
-        if (how === "signal") {
-          await assert.rejects(
-            iterate(),
-            (e: unknown) => e instanceof RpcError && e.code === "CANCELLED",
-          );
-        } else {
-          await iterate();
-        }
-        assert.equal(await seen.promise, "CANCELLED", how);
+        await assert.rejects(
+          (async () => {
+            for await (const { event } of client.watchCapture({ jobId: "j" }, { timeoutMs: 300 })) {
+              got.push(event?.done ?? -1n);
+            }
+          })(),
+          (e: unknown) => e instanceof RpcError && e.code === "DEADLINE_EXCEEDED",
+        );
+        assert.deepEqual(got, [1n]);
+        assert.equal(await seen.promise, "DEADLINE_EXCEEDED");
+        await cleaned.promise;
       } finally {
         client.close();
       }
-    }
-  });
+    },
+  );
 
-  test("errors map to status codes; internal details stay in the log", async () => {
+  test(
+    "streaming client cancel (abort signal and early break) aborts the generator",
+    HANG_GUARD,
+    async () => {
+      for (const how of ["signal", "break"] as const) {
+        const seen = deferred<string>();
+        hooks = {
+          stream: async function* (ctx) {
+            yield 1;
+            seen.resolve(await abortedCode(ctx));
+          },
+        };
+        const client = createClient(CaptureService, { address });
+        const controller = new AbortController();
+        try {
+          const iterate = async () => {
+            for await (const _ of client.watchCapture(
+              { jobId: "j" },
+              { signal: controller.signal },
+            )) {
+              if (how === "signal") controller.abort();
+              else break;
+            }
+          };
+          if (how === "signal") {
+            await assert.rejects(
+              iterate(),
+              (e: unknown) => e instanceof RpcError && e.code === "CANCELLED",
+            );
+          } else {
+            await iterate();
+          }
+          assert.equal(await seen.promise, "CANCELLED", how);
+        } finally {
+          client.close();
+        }
+      }
+    },
+  );
+
+  test("errors map to status codes; internal details stay in the log", HANG_GUARD, async () => {
     const cases: Array<[Error, string, string]> = [
       [new ObjectNotFoundError("no object at models/abc"), "NOT_FOUND", "no object at models/abc"],
       [
@@ -312,7 +331,7 @@ describe("rpc over loopback", () => {
     }
   });
 
-  test("metrics count calls by method and code", async () => {
+  test("metrics count calls by method and code", HANG_GUARD, async () => {
     // Counter values carry no metricName; histogram values name their series (`_count`, ...).
     const series = (await registry.getMetricsAsJSON()).flatMap((m) =>
       m.values.map((v) => ({ ...v, name: (v as { metricName?: string }).metricName ?? m.name })),
@@ -336,24 +355,28 @@ describe("rpc over loopback", () => {
     assert.ok(count("abl_grpc_server_handling_seconds_count", "GetCapture", "NOT_FOUND") >= 1);
   });
 
-  test("grpc.health.v1 Check answers per service and NOT_FOUND for unknown ones", async () => {
-    const health = createClient(Health, { address });
-    try {
-      assert.equal((await health.check({ service: "" })).status, Serving.SERVING);
-      assert.equal(
-        (await health.check({ service: "abliterate.v1.CaptureService" })).status,
-        Serving.SERVING,
-      );
-      await assert.rejects(
-        health.check({ service: "abliterate.v1.Nope" }),
-        (e: unknown) => e instanceof RpcError && e.code === "NOT_FOUND",
-      );
-    } finally {
-      health.close();
-    }
-  });
+  test(
+    "grpc.health.v1 Check answers per service and NOT_FOUND for unknown ones",
+    HANG_GUARD,
+    async () => {
+      const health = createClient(Health, { address });
+      try {
+        assert.equal((await health.check({ service: "" })).status, Serving.SERVING);
+        assert.equal(
+          (await health.check({ service: "abliterate.v1.CaptureService" })).status,
+          Serving.SERVING,
+        );
+        await assert.rejects(
+          health.check({ service: "abliterate.v1.Nope" }),
+          (e: unknown) => e instanceof RpcError && e.code === "NOT_FOUND",
+        );
+      } finally {
+        health.close();
+      }
+    },
+  );
 
-  test("grpc.health.v1 Watch streams changes", async () => {
+  test("grpc.health.v1 Watch streams changes", HANG_GUARD, async () => {
     const health = createClient(Health, { address });
     const controller = new AbortController();
     try {
@@ -382,85 +405,94 @@ describe("rpc over loopback", () => {
 describe("graceful shutdown", () => {
   const log = createLogger({ service: "rpc-test", level: "silent" });
 
-  test("aborts in-flight streams with UNAVAILABLE, marks health NOT_SERVING, then stops", async () => {
-    const streaming = deferred<void>();
-    const seen = deferred<string>();
-    const server = createServer({ log });
-    server.add(CaptureService, {
-      startCapture: async () => ({}),
-      getCapture: async () => ({}),
-      async *watchCapture(_req, ctx) {
-        yield { event: { done: 1n } };
-        streaming.resolve();
-        seen.resolve(await abortedCode(ctx));
-      },
-    });
-    const address = `127.0.0.1:${await server.listen("127.0.0.1:0")}`;
-    const client = createClient(CaptureService, { address });
-    const health = createClient(Health, { address });
-    try {
-      const healthStatuses: Serving[] = [];
-      const watchingHealth = (async () => {
-        try {
-          for await (const { status } of health.watch({ service: "" })) healthStatuses.push(status);
-        } catch (e) {
-          return e;
-        }
-        return undefined;
-      })();
-      const events: bigint[] = [];
-      const consuming = (async () => {
-        for await (const { event } of client.watchCapture({ jobId: "j" })) {
-          events.push(event?.done ?? -1n);
-        }
-      })();
-      await streaming.promise;
-      const stopped = server.shutdown({ graceMs: 5_000 });
-      assert.equal(await seen.promise, "UNAVAILABLE");
-      await assert.rejects(
-        consuming,
-        (e: unknown) => e instanceof RpcError && e.code === "UNAVAILABLE",
-      );
-      assert.deepEqual(events, [1n]);
-      await stopped;
-      const healthEnd = await watchingHealth;
-      assert.ok(healthEnd instanceof RpcError && healthEnd.code === "UNAVAILABLE");
-      assert.deepEqual(healthStatuses, [Serving.SERVING, Serving.NOT_SERVING]);
-      assert.equal(server.signal.aborted, true);
-      await assert.rejects(
-        client.startCapture({}, { timeoutMs: 2_000 }),
-        (e: unknown) => e instanceof RpcError && e.code === "UNAVAILABLE",
-      );
-    } finally {
-      client.close();
-      health.close();
-      await server.shutdown();
-    }
-  });
+  test(
+    "aborts in-flight streams with UNAVAILABLE, marks health NOT_SERVING, then stops",
+    HANG_GUARD,
+    async () => {
+      const streaming = deferred<void>();
+      const seen = deferred<string>();
+      const server = createServer({ log });
+      server.add(CaptureService, {
+        startCapture: async () => ({}),
+        getCapture: async () => ({}),
+        async *watchCapture(_req, ctx) {
+          yield { event: { done: 1n } };
+          streaming.resolve();
+          seen.resolve(await abortedCode(ctx));
+        },
+      });
+      const address = `127.0.0.1:${await server.listen("127.0.0.1:0")}`;
+      const client = createClient(CaptureService, { address });
+      const health = createClient(Health, { address });
+      try {
+        const healthStatuses: Serving[] = [];
+        const watchingHealth = (async () => {
+          try {
+            for await (const { status } of health.watch({ service: "" }))
+              healthStatuses.push(status);
+          } catch (e) {
+            return e;
+          }
+          return undefined;
+        })();
+        const events: bigint[] = [];
+        const consuming = (async () => {
+          for await (const { event } of client.watchCapture({ jobId: "j" })) {
+            events.push(event?.done ?? -1n);
+          }
+        })();
+        await streaming.promise;
+        const stopped = server.shutdown({ graceMs: 5_000 });
+        assert.equal(await seen.promise, "UNAVAILABLE");
+        await assert.rejects(
+          consuming,
+          (e: unknown) => e instanceof RpcError && e.code === "UNAVAILABLE",
+        );
+        assert.deepEqual(events, [1n]);
+        await stopped;
+        const healthEnd = await watchingHealth;
+        assert.ok(healthEnd instanceof RpcError && healthEnd.code === "UNAVAILABLE");
+        assert.deepEqual(healthStatuses, [Serving.SERVING, Serving.NOT_SERVING]);
+        assert.equal(server.signal.aborted, true);
+        await assert.rejects(
+          client.startCapture({}, { timeoutMs: 2_000 }),
+          (e: unknown) => e instanceof RpcError && e.code === "UNAVAILABLE",
+        );
+      } finally {
+        client.close();
+        health.close();
+        await server.shutdown();
+      }
+    },
+  );
 
-  test("forces handlers that ignore the abort closed after the grace period", async () => {
-    const started = deferred<void>();
-    const release = deferred<void>();
-    const server = createServer({ log });
-    server.add(CaptureService, {
-      async startCapture() {
-        started.resolve();
-        await release.promise;
-        return {};
-      },
-      getCapture: async () => ({}),
-      async *watchCapture() {},
-    });
-    const address = `127.0.0.1:${await server.listen("127.0.0.1:0")}`;
-    const client = createClient(CaptureService, { address });
-    try {
-      const call = client.startCapture({});
-      await started.promise;
-      await server.shutdown({ graceMs: 100 });
-      await assert.rejects(call, (e: unknown) => e instanceof RpcError && e.code !== "OK");
-    } finally {
-      release.resolve();
-      client.close();
-    }
-  });
+  test(
+    "forces handlers that ignore the abort closed after the grace period",
+    HANG_GUARD,
+    async () => {
+      const started = deferred<void>();
+      const release = deferred<void>();
+      const server = createServer({ log });
+      server.add(CaptureService, {
+        async startCapture() {
+          started.resolve();
+          await release.promise;
+          return {};
+        },
+        getCapture: async () => ({}),
+        async *watchCapture() {},
+      });
+      const address = `127.0.0.1:${await server.listen("127.0.0.1:0")}`;
+      const client = createClient(CaptureService, { address });
+      try {
+        const call = client.startCapture({});
+        await started.promise;
+        await server.shutdown({ graceMs: 100 });
+        await assert.rejects(call, (e: unknown) => e instanceof RpcError && e.code !== "OK");
+      } finally {
+        release.resolve();
+        client.close();
+      }
+    },
+  );
 });
