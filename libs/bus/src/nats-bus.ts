@@ -11,7 +11,7 @@ import {
   StorageType,
   type StreamConfig,
 } from "@nats-io/jetstream";
-import { type KV, Kvm } from "@nats-io/kv";
+import { type KV, Kvm, type KvWatchEntry } from "@nats-io/kv";
 import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
 import type {
   Bus,
@@ -74,6 +74,47 @@ const PULL_RETRY_MS = 250;
 const WRONG_LAST_SEQUENCE = 10071;
 /** JetStream error: stream name in use with a different configuration. */
 const STREAM_NAME_IN_USE = 10058;
+
+/** Pause before reopening a subscription that ended or failed (server restarting). */
+const RESUBSCRIBE_DELAY_MS = 250;
+
+/**
+ * Feeds a channel from a server-side iterator, reopening it (the `open` callback resumes from
+ * the last position it saw) after it ends, fails or a reconnect stops it, until the channel
+ * closes. Errors other than connection trouble (a JetStream API error: bad filter, deleted
+ * stream) end the channel with that error.
+ */
+async function pump<M>(
+  ch: { readonly closed: boolean },
+  reconnects: Set<() => void>,
+  open: () => Promise<{ messages: AsyncIterable<M>; stop: () => void }>,
+  onMessage: (m: M) => void,
+  setStop: (stop: () => void) => void,
+): Promise<void> {
+  while (!ch.closed) {
+    let current: { messages: AsyncIterable<M>; stop: () => void };
+    try {
+      current = await open();
+    } catch (err) {
+      if (err instanceof JetStreamApiError) throw err;
+      if (ch.closed) return;
+      await new Promise((r) => setTimeout(r, RESUBSCRIBE_DELAY_MS));
+      continue;
+    }
+    const stopCurrent = () => current.stop();
+    reconnects.add(stopCurrent);
+    setStop(stopCurrent);
+    if (ch.closed) current.stop();
+    try {
+      for await (const m of current.messages) onMessage(m);
+    } catch {
+      // Reopened below.
+    } finally {
+      reconnects.delete(stopCurrent);
+    }
+    if (!ch.closed) await new Promise((r) => setTimeout(r, RESUBSCRIBE_DELAY_MS));
+  }
+}
 
 /** Options of {@link createNatsBus}. */
 export interface NatsBusOptions {
@@ -147,6 +188,14 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   const deadKv: KV = await kvm.create(DEAD_LETTER_BUCKET, { history: 1 });
   const consumers = new Set<JobConsumer>();
   const channels = new Set<Channel<unknown>>();
+  // Server-side iterators (ordered consumers, KV watchers) can go quiet after the server
+  // restarts; on every reconnect they are stopped and reopened where they left off.
+  const reconnects = new Set<() => void>();
+  void (async () => {
+    for await (const st of nc.status()) {
+      if (st.type === "reconnect") for (const f of reconnects) f();
+    }
+  })().catch(() => undefined);
   let closed = false;
 
   /** Largest JSON body we send: the server's `max_payload` less room for headers. */
@@ -422,25 +471,35 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
           channels.delete(ch as Channel<unknown>);
         }),
       );
-      void (async () => {
-        const c = await js.consumers.get(EVENTS_STREAM, {
-          filter_subjects: `abl.event.${filter}`,
-          ...(opts.fromStart
-            ? { deliver_policy: DeliverPolicy.All }
-            : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: startTime }),
-        });
-        const msgs = await c.consume();
-        stop = () => void msgs.stop();
-        if (ch.closed) stop();
-        for await (const m of msgs) {
+      let nextSeq: number | undefined;
+      void pump(
+        ch,
+        reconnects,
+        async () => {
+          const c = await js.consumers.get(EVENTS_STREAM, {
+            filter_subjects: `abl.event.${filter}`,
+            ...(nextSeq !== undefined
+              ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: nextSeq }
+              : opts.fromStart
+                ? { deliver_policy: DeliverPolicy.All }
+                : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: startTime }),
+          });
+          const msgs = await c.consume();
+          return { messages: msgs, stop: () => void msgs.stop() };
+        },
+        (m: JsMsg) => {
+          nextSeq = m.seq + 1;
           ch.push({
             subject: m.subject.slice("abl.event.".length),
             data: decodePayload(m.data),
             seq: m.seq,
             time: new Date(Math.floor(m.info.timestampNanos / 1e6)),
           });
-        }
-      })().catch((err) => ch.fail(new BusError(`subscribing to events ${filter}`, { cause: err })));
+        },
+        (f) => {
+          stop = f;
+        },
+      ).catch((err) => ch.fail(new BusError(`subscribing to events ${filter}`, { cause: err })));
       return ch;
     },
 
@@ -458,7 +517,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       } else {
         kv = await kvm.create(bucket, { history: opts.history ?? 1 });
       }
-      return natsKv(bucket, kv, payloadLimit, track);
+      return natsKv(bucket, kv, payloadLimit, track, reconnects);
     },
 
     async close() {
@@ -476,6 +535,7 @@ function natsKv(
   kv: KV,
   limit: () => number,
   track: <T>(ch: Channel<T>) => Channel<T>,
+  reconnects: Set<() => void>,
 ): Kv {
   const encode = (key: string, value: unknown) =>
     encodePayload(`kv value of ${bucket}/${key}`, value, limit());
@@ -528,11 +588,19 @@ function natsKv(
       const filter = validateKvFilter(opts.filter ?? ">");
       let stop: (() => void) | undefined;
       const ch = track(new Channel<KvChange>(opts.signal, () => stop?.()));
-      void (async () => {
-        const it = await kv.watch({ key: filter });
-        stop = () => it.stop();
-        if (ch.closed) stop();
-        for await (const e of it) {
+      let resumeFrom: number | undefined;
+      void pump(
+        ch,
+        reconnects,
+        async () => {
+          const it = await kv.watch({
+            key: filter,
+            ...(resumeFrom !== undefined ? { resumeFromRevision: resumeFrom } : {}),
+          });
+          return { messages: it, stop: () => it.stop() };
+        },
+        (e: KvWatchEntry) => {
+          resumeFrom = e.revision + 1;
           ch.push(
             e.operation === "PUT"
               ? {
@@ -543,8 +611,11 @@ function natsKv(
                 }
               : { key: e.key, value: undefined, revision: e.revision, operation: "delete" },
           );
-        }
-      })().catch((err) => ch.fail(new BusError(`watching kv ${bucket} ${filter}`, { cause: err })));
+        },
+        (f) => {
+          stop = f;
+        },
+      ).catch((err) => ch.fail(new BusError(`watching kv ${bucket} ${filter}`, { cause: err })));
       return ch;
     },
   };
