@@ -68,6 +68,31 @@ export {
   rebuildGgufTokenizer,
 } from "./gguf-tokenizer.ts";
 export {
+  cachedHubCommit,
+  downloadHubModel,
+  HUB_DEFAULT_ATTEMPTS,
+  HUB_DEFAULT_ENDPOINT,
+  HUB_DEFAULT_RETRY_DELAY_MS,
+  HUB_MAX_API_RESPONSE_BYTES,
+  HUB_MAX_FILES,
+  HUB_MAX_REDIRECTS,
+  HUB_MAX_RETRY_DELAY_MS,
+  HUB_MAX_TREE_PAGES,
+  HubAuthError,
+  type HubDownloadOptions,
+  HubError,
+  type HubEvent,
+  type HubFile,
+  HubIntegrityError,
+  type HubModelSpec,
+  HubNotFoundError,
+  hubOptionsFromEnv,
+  hubRepoCacheDir,
+  isCheckpointFile,
+  parseHubSpec,
+} from "./hub.ts";
+export { type ResolveModelOptions, resolveModel } from "./hub-resolve-model.ts";
+export {
   architectureOf,
   candidateWriters,
   type ResidualWriter,
