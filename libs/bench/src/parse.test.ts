@@ -198,6 +198,10 @@ describe("terminal output", () => {
       incrementalOutput("$ ls\na\n", "$ ls\na\n$ pwd\n/app\n", "scr"),
       "New Terminal Output:\n$ pwd\n/app",
     );
+    assert.equal(
+      incrementalOutput("$ \n\n", "$ echo hi\nhi\n$\n\n", "scr"),
+      "New Terminal Output:\n$ echo hi\nhi\n$",
+    );
     assert.equal(incrementalOutput("gone", "other", "scr\n"), "Current Terminal Screen:\nscr");
     assert.equal(incrementalOutput("same", "same", "scr"), "Current Terminal Screen:\nscr");
     assert.equal(incrementalOutput(null, "x", "scr"), "Current Terminal Screen:\nscr");

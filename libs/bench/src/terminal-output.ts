@@ -30,9 +30,15 @@ export function incrementalOutput(
 ): string {
   if (previous !== null) {
     const prev = previous.trimEnd();
-    const idx = prev === "" ? 0 : current.lastIndexOf(prev);
-    if (idx >= 0) {
-      const added = current.slice(idx + prev.length).replace(/^\n/, "");
+    // The scrollback normally grows at the end, so the old capture is found at its first place.
+    const idx = prev === "" ? 0 : current.indexOf(prev);
+    const end = idx + prev.length;
+    if (idx >= 0 && current.slice(end).trim() !== "") {
+      // A complete last line is not repeated; a continued one (the prompt, now followed by the
+      // command typed on it) is shown whole.
+      const from =
+        prev === "" ? 0 : current[end] === "\n" ? end + 1 : current.lastIndexOf("\n", end - 1) + 1;
+      const added = current.slice(from);
       if (added.trim() !== "") return `New Terminal Output:\n${limitOutput(added.trimEnd())}`;
     }
   }

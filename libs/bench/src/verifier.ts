@@ -56,10 +56,13 @@ export async function runVerifier(
 ): Promise<VerifierResult> {
   const started = performance.now();
   const sig = options.signal ? { signal: options.signal } : {};
-  const wipe = await env.exec("mkdir -p /logs/verifier /tests && find /logs/verifier /tests -mindepth 1 -delete", {
-    cwd: "/",
-    ...sig,
-  });
+  const wipe = await env.exec(
+    "mkdir -p /logs/verifier /tests && find /logs/verifier /tests -mindepth 1 -delete",
+    {
+      cwd: "/",
+      ...sig,
+    },
+  );
   if (wipe.exitCode !== 0)
     throw new EnvironmentError(`cannot reset /logs/verifier: ${wipe.stderr.trim()}`);
   await env.upload(join(task.dir, "tests"), "/tests", options.signal);
