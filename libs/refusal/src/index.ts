@@ -14,6 +14,15 @@ export {
   residualsSafetensors,
 } from "./activations-artifact.ts";
 export {
+  type BuiltinCapturerOptions,
+  type CausalProbeOptions,
+  createBuiltinCapturer,
+  createCausalProbe,
+  createEngineEndpoint,
+  createPromptRenderer,
+  DEFAULT_CAPTURE_BATCH,
+} from "./builtin-engine.ts";
+export {
   type CapturedBatch,
   type CaptureJobOptions,
   type CaptureProgress,
