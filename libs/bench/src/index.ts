@@ -66,6 +66,17 @@ export {
 } from "./records.ts";
 export { KeyedSemaphore, Semaphore } from "./semaphore.ts";
 export {
+  planTrials,
+  runSuite,
+  type SuiteEvent,
+  type SuiteOptions,
+  type SuiteSummary,
+  type SuiteVariant,
+  summarize,
+  trialIdFor,
+  type VariantSummary,
+} from "./suite.ts";
+export {
   DEFAULT_BUILD_TIMEOUT_SEC,
   DEFAULT_VERIFIER_TIMEOUT_SEC,
   type LoadTaskOptions,
