@@ -6,6 +6,7 @@ import {
 } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
+import { cancelCause, deadlineMs } from "./deadline.ts";
 import { Code, codeName } from "./status.ts";
 
 /**
@@ -36,11 +37,7 @@ function onCallEnd(
       // sendStatus below; it surfaces here as a cancellation.
       next(
         new ServerListenerBuilder()
-          .withOnCancel(() => {
-            const deadline = call.getDeadline();
-            const passed = deadline !== Infinity && Date.now() >= new Date(deadline).getTime();
-            finish(passed ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
-          })
+          .withOnCancel(() => finish(Code[cancelCause(deadlineMs(call.getDeadline()))]))
           .build(),
       );
     },

@@ -12,6 +12,7 @@ import {
 } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import { cancelCause, deadlineMs } from "./deadline.ts";
 import { Health } from "./gen/grpc/health/v1/health_pb.ts";
 import { createHealthService, type HealthStatus } from "./health.ts";
 import { loggingInterceptor, metricsInterceptor } from "./interceptors.ts";
@@ -67,12 +68,6 @@ export interface RpcServer {
   shutdown(options?: ShutdownOptions): Promise<void>;
 }
 
-function deadlineMs(call: ServerUnaryCall<unknown, unknown>): number | undefined {
-  const d = call.getDeadline();
-  if (d === Infinity) return undefined;
-  return d instanceof Date ? d.getTime() : d;
-}
-
 /**
  * Creates a gRPC server for protobuf-es service descriptors on @grpc/grpc-js. Handlers are
  * `(req, ctx) => Promise<Res>` (unary) or `async function*` (server streaming); errors they throw
@@ -107,15 +102,14 @@ export function createServer(options: ServerOptions): RpcServer {
     call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
   ) => {
     const controller = new AbortController();
-    const deadline = deadlineMs(call);
+    const deadline = deadlineMs(call.getDeadline());
     const abort = (code: "CANCELLED" | "DEADLINE_EXCEEDED" | "UNAVAILABLE", message: string) => {
       if (!controller.signal.aborted) controller.abort(new RpcError(code, message));
     };
     const onCancelled = () => {
-      // grpc-js ends a call whose deadline passed and reports it as cancelled; tell them apart.
-      if (deadline !== undefined && Date.now() >= deadline) {
-        abort("DEADLINE_EXCEEDED", "deadline exceeded");
-      } else abort("CANCELLED", "call cancelled by the client");
+      // grpc-js reports a call ended by its deadline as cancelled; tell the two apart.
+      const cause = cancelCause(deadline);
+      abort(cause, cause === "CANCELLED" ? "call cancelled by the client" : "deadline exceeded");
     };
     const onShutdown = () => abort("UNAVAILABLE", "server is shutting down");
     call.on("cancelled", onCancelled);
