@@ -18,7 +18,15 @@ const GOLDEN = join(ROOT, "libs/engine/fixtures/tokenizers");
 
 interface Golden {
   encode: { text: string; ids: number[] }[];
-  chat: { messages: ChatMessage[]; add_generation_prompt: boolean; text: string; ids: number[] }[];
+  encode_special: { text: string; ids: number[] }[];
+  decode: { ids: number[]; text: string }[];
+  chat: {
+    messages: ChatMessage[];
+    add_generation_prompt: boolean;
+    text?: string;
+    ids?: number[];
+    error?: string;
+  }[];
 }
 
 function abl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -64,11 +72,28 @@ async function checkTokenizer(folder: string, arch: string): Promise<void> {
       `${arch}: ${JSON.stringify(e.text)}`,
     );
   }
+  for (const e of golden.encode_special) {
+    assert.deepEqual(
+      tok.encode(e.text),
+      e.ids,
+      `${arch} with special tokens: ${JSON.stringify(e.text)}`,
+    );
+  }
   for (const c of golden.chat) {
-    const got = tok.applyChatTemplate(c.messages, { addGenerationPrompt: c.add_generation_prompt });
+    const opts = { addGenerationPrompt: c.add_generation_prompt };
+    if (c.error !== undefined) {
+      const message = c.error;
+      assert.throws(
+        () => tok.applyChatTemplate(c.messages, opts),
+        (e: unknown) => e instanceof Error && e.message.includes(message),
+      );
+      continue;
+    }
+    const got = tok.applyChatTemplate(c.messages, opts);
     assert.equal(got.text, c.text);
     assert.deepEqual(got.ids, c.ids);
   }
+  for (const d of golden.decode) assert.equal(tok.decode(d.ids), d.text, `${arch} decode`);
 }
 
 describe("abl convert gguf", () => {
@@ -94,8 +119,8 @@ describe("abl convert gguf", () => {
     await checkTokenizer(out, "llama");
   });
 
-  for (const arch of ["qwen2", "qwen3"]) {
-    it(`rebuilds the ${arch} tokenizer (qwen2 split, user-defined tokens) with transformers' ids`, async () => {
+  for (const arch of ["qwen2", "qwen3", "mistral"]) {
+    it(`rebuilds the ${arch} tokenizer (qwen2 split, user-defined tokens, sentencepiece) with transformers' ids`, async () => {
       const out = join(dir, `lib-${arch}`);
       await convertGgufToHf(join(GGUF, `tiny-${arch}.gguf`), out);
       await checkTokenizer(out, arch);

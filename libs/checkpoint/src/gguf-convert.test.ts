@@ -34,14 +34,15 @@ function bitsEqual(a: Float32Array, b: Float32Array): number {
 }
 
 describe("convertGgufToHf", () => {
-  for (const arch of ["llama", "qwen2", "qwen3"]) {
+  for (const arch of ["llama", "qwen2", "qwen3", "mistral"]) {
     it(`converts tiny ${arch} to exactly the weights and config transformers loads`, async () => {
       const out = join(dir, `tiny-${arch}`);
       const events: string[] = [];
       const result = await convertGgufToHf(join(FIXTURES, `tiny-${arch}.gguf`), out, {
         onEvent: (e) => events.push(e.name),
       });
-      assert.equal(result.architecture, arch);
+      // A Mistral 7B GGUF is a llama-architecture file with a sentencepiece vocabulary.
+      assert.equal(result.architecture, arch === "mistral" ? "llama" : arch);
       assert.equal(events.length, result.tensorCount);
       const expected = JSON.parse(
         await readFile(join(FIXTURES, `tiny-${arch}.expected.json`), "utf8"),
@@ -91,8 +92,8 @@ describe("convertGgufToHf", () => {
         string,
         unknown
       >;
-      assert.match(String(tcfg.chat_template), /<\|im_start\|>/);
-      assert.equal(tcfg.eos_token, "<|im_end|>");
+      assert.match(String(tcfg.chat_template), arch === "mistral" ? /\[INST\]/ : /<\|im_start\|>/);
+      assert.equal(tcfg.eos_token, arch === "mistral" ? "</s>" : "<|im_end|>");
       const gen = JSON.parse(await readFile(join(out, "generation_config.json"), "utf8")) as Record<
         string,
         unknown

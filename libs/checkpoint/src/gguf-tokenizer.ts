@@ -1,6 +1,8 @@
 /**
  * Rebuilds a Hugging Face `tokenizer.json` + `tokenizer_config.json` from the `tokenizer.ggml.*`
- * metadata of a GGUF file (byte-level BPE vocabularies, `tokenizer.ggml.model = "gpt2"`).
+ * metadata of a GGUF file: byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`) and
+ * sentencepiece BPE ones with byte fallback (`"llama"`: Llama 2, Mistral 7B), whose merges are
+ * recovered from the token scores.
  *
  * llama.cpp records the vocabulary in byte-level spelling, the merges in rank order, one type per
  * token (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte) and the name of the
@@ -123,48 +125,106 @@ function tokenId(header: GgufHeader, key: string, vocabSize: number): number | u
   return v;
 }
 
+/** Numbers of a GGUF array (scores, token types); throws naming the key when it is not one. */
+function numberArray(
+  header: GgufHeader,
+  key: string,
+  length: number,
+  required: boolean,
+): number[] | undefined {
+  const v = header.metadata.get(key);
+  if (v === undefined && !required) return undefined;
+  if (!Array.isArray(v) || !v.every((x: GgufValue) => typeof x === "number")) {
+    throw new GgufFormatError(
+      v === undefined
+        ? `metadata "${key}" is missing`
+        : `metadata "${key}" is not an array of numbers`,
+    );
+  }
+  if (v.length !== length)
+    throw new GgufFormatError(`metadata "${key}" has ${v.length} entries for ${length} tokens`);
+  return v as number[];
+}
+
+/**
+ * BPE merges implied by a sentencepiece vocabulary (GGUF stores scores, not merges): every split
+ * of a token into two vocabulary tokens is a merge ranked by the token's score, best first; ties
+ * keep shorter left then right parts last, as transformers' `generate_merges` orders them (a
+ * stable descending sort on score, left length, right length; splits of one token by their ids).
+ */
+export function mergesFromScores(
+  tokens: readonly string[],
+  scores: readonly number[],
+): [string, string][] {
+  const vocab = new Map<string, number>();
+  const score = new Map<string, number>();
+  tokens.forEach((t, i) => {
+    vocab.set(t, i);
+    score.set(t, scores[i]!);
+  });
+  type Cand = { l: string; r: string; s: number; ll: number; rl: number };
+  const all: Cand[] = [];
+  for (const [token, s] of score) {
+    const cps = Array.from(token);
+    const local: Cand[] = [];
+    for (let i = 1; i < cps.length; i++) {
+      const l = cps.slice(0, i).join("");
+      const r = cps.slice(i).join("");
+      if (vocab.has(l) && vocab.has(r)) local.push({ l, r, s, ll: i, rl: cps.length - i });
+    }
+    local.sort((a, b) => vocab.get(a.l)! - vocab.get(b.l)! || vocab.get(a.r)! - vocab.get(b.r)!);
+    all.push(...local);
+  }
+  all.sort((a, b) => b.s - a.s || b.ll - a.ll || b.rl - a.rl);
+  return all.map((c) => [c.l, c.r]);
+}
+
 /** Rebuilds the HF tokenizer files from the GGUF's `tokenizer.*` metadata. */
 export function rebuildGgufTokenizer(header: GgufHeader, contextLength?: number): RebuiltTokenizer {
   const model = ggufOptionalString(header, "tokenizer.ggml.model");
-  if (model !== "gpt2") {
+  if (model !== "gpt2" && model !== "llama") {
     throw new GgufTokenizerError(
-      `tokenizer.ggml.model "${model ?? "(missing)"}" is not supported: only byte-level BPE ("gpt2") vocabularies can be rebuilt`,
+      `tokenizer.ggml.model "${model ?? "(missing)"}" is not supported (supported: "gpt2" byte-level BPE, "llama" sentencepiece BPE)`,
     );
   }
+  const sentencepiece = model === "llama";
   const pre = ggufOptionalString(header, "tokenizer.ggml.pre") ?? "default";
   const kind = PRE_TOKENIZERS[pre];
-  if (!kind) {
+  if (!sentencepiece && !kind) {
     throw new GgufTokenizerError(
       `tokenizer.ggml.pre "${pre}" is not supported (supported: ${GGUF_SUPPORTED_PRE_TOKENIZERS.join(", ")})`,
     );
   }
   const tokens = stringArray(header, "tokenizer.ggml.tokens");
-  const merges = stringArray(header, "tokenizer.ggml.merges");
-  const typesValue = header.metadata.get("tokenizer.ggml.token_type");
-  const types = Array.isArray(typesValue) ? (typesValue as number[]) : [];
-  if (types.length !== 0 && types.length !== tokens.length) {
-    throw new GgufFormatError(
-      `tokenizer.ggml.token_type has ${types.length} entries for ${tokens.length} tokens`,
-    );
-  }
+  const types = numberArray(header, "tokenizer.ggml.token_type", tokens.length, false) ?? [];
   const vocab: Record<string, number> = {};
   for (let i = 0; i < tokens.length; i++) {
     // On a duplicate spelling the later id wins, as in the dict transformers builds in id order.
     vocab[tokens[i]!] = i;
   }
-  const mergePairs = merges.map((m, i) => {
-    const sp = m.indexOf(" ");
-    if (sp <= 0 || sp === m.length - 1 || m.indexOf(" ", sp + 1) !== -1) {
-      throw new GgufFormatError(
-        `tokenizer.ggml.merges[${i}] "${m}" is not two tokens separated by one space`,
-      );
-    }
-    return [m.slice(0, sp), m.slice(sp + 1)];
-  });
+  let mergePairs: string[][];
+  if (sentencepiece) {
+    mergePairs = mergesFromScores(
+      tokens,
+      numberArray(header, "tokenizer.ggml.scores", tokens.length, true)!,
+    );
+  } else {
+    mergePairs = stringArray(header, "tokenizer.ggml.merges").map((m, i) => {
+      const sp = m.indexOf(" ");
+      if (sp <= 0 || sp === m.length - 1 || m.indexOf(" ", sp + 1) !== -1) {
+        throw new GgufFormatError(
+          `tokenizer.ggml.merges[${i}] "${m}" is not two tokens separated by one space`,
+        );
+      }
+      return [m.slice(0, sp), m.slice(sp + 1)];
+    });
+  }
   const added: Record<string, unknown>[] = [];
   for (let i = 0; i < types.length; i++) {
     const t = types[i];
-    if (t !== 3 && t !== 4) continue; // 3 control (special), 4 user-defined (added, not special)
+    // 3 control and (sentencepiece) 2 unknown are special; 4 user-defined is added, not special.
+    const special = t === 3 || (sentencepiece && t === 2);
+    if (!special && t !== 4) continue;
     added.push({
       id: i,
       content: tokens[i],
@@ -172,36 +232,66 @@ export function rebuildGgufTokenizer(header: GgufHeader, contextLength?: number)
       lstrip: false,
       rstrip: false,
       normalized: false,
-      special: t === 3,
+      special,
     });
   }
   const bosTokenId = tokenId(header, "tokenizer.ggml.bos_token_id", tokens.length);
   const eosTokenId = tokenId(header, "tokenizer.ggml.eos_token_id", tokens.length);
   const unkTokenId = tokenId(header, "tokenizer.ggml.unknown_token_id", tokens.length);
   const padTokenId = tokenId(header, "tokenizer.ggml.padding_token_id", tokens.length);
-  const addBos = header.metadata.get("tokenizer.ggml.add_bos_token") === true;
+  // llama.cpp adds a BOS to sentencepiece vocabularies unless told otherwise.
+  const addBosValue = header.metadata.get("tokenizer.ggml.add_bos_token");
+  const addBos = addBosValue === undefined ? sentencepiece : addBosValue === true;
   const addEos = header.metadata.get("tokenizer.ggml.add_eos_token") === true;
-  const postProcessor =
-    (addBos && bosTokenId !== undefined) || (addEos && eosTokenId !== undefined)
-      ? templateProcessing(tokens, addBos ? bosTokenId : undefined, addEos ? eosTokenId : undefined)
-      : { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true };
+  const withTemplate = (addBos && bosTokenId !== undefined) || (addEos && eosTokenId !== undefined);
+  const template = () =>
+    templateProcessing(tokens, addBos ? bosTokenId : undefined, addEos ? eosTokenId : undefined);
+  let parts: Record<string, unknown>;
+  if (sentencepiece) {
+    const addSpacePrefix = header.metadata.get("tokenizer.ggml.add_space_prefix") !== false;
+    parts = {
+      normalizer: null,
+      pre_tokenizer: {
+        type: "Metaspace",
+        replacement: "\u2581",
+        prepend_scheme: addSpacePrefix ? "first" : "never",
+        split: false,
+      },
+      post_processor: withTemplate ? template() : null,
+      decoder: {
+        type: "Sequence",
+        decoders: [
+          { type: "Replace", pattern: { String: "\u2581" }, content: " " },
+          { type: "ByteFallback" },
+          { type: "Fuse" },
+          ...(addSpacePrefix ? [{ type: "Strip", content: " ", start: 1, stop: 0 }] : []),
+        ],
+      },
+    };
+  } else {
+    parts = {
+      normalizer: null,
+      pre_tokenizer: preTokenizer(kind!),
+      post_processor: withTemplate
+        ? template()
+        : { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true },
+      decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    };
+  }
   const tokenizerJson: Record<string, unknown> = {
     version: "1.0",
     truncation: null,
     padding: null,
     added_tokens: added,
-    normalizer: null,
-    pre_tokenizer: preTokenizer(kind),
-    post_processor: postProcessor,
-    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    ...parts,
     model: {
       type: "BPE",
       dropout: null,
       unk_token: null,
-      continuing_subword_prefix: "",
-      end_of_word_suffix: "",
-      fuse_unk: false,
-      byte_fallback: false,
+      continuing_subword_prefix: sentencepiece ? null : "",
+      end_of_word_suffix: sentencepiece ? null : "",
+      fuse_unk: sentencepiece,
+      byte_fallback: sentencepiece,
       ignore_merges: false,
       vocab,
       merges: mergePairs,

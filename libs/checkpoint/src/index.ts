@@ -65,6 +65,7 @@ export {
   GGUF_SUPPORTED_PRE_TOKENIZERS,
   GgufTokenizerError,
   type RebuiltTokenizer,
+  mergesFromScores,
   rebuildGgufTokenizer,
 } from "./gguf-tokenizer.ts";
 export {

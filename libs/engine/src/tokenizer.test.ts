@@ -10,7 +10,14 @@ const FIXTURES = new URL("../fixtures/tokenizers/", import.meta.url).pathname;
 
 interface Golden {
   encode: { text: string; ids: number[] }[];
-  chat: { messages: ChatMessage[]; add_generation_prompt: boolean; text: string; ids: number[] }[];
+  chat: {
+    messages: ChatMessage[];
+    add_generation_prompt: boolean;
+    text?: string;
+    ids?: number[];
+    error?: string;
+  }[];
+  encode_special: { text: string; ids: number[] }[];
   decode: { ids: number[]; text: string }[];
   bos_token_id: number | null;
   eos_token_id: number | null;
@@ -18,7 +25,7 @@ interface Golden {
 }
 
 describe("loadTokenizer (golden ids from transformers)", () => {
-  for (const arch of ["llama", "qwen2", "qwen3"]) {
+  for (const arch of ["llama", "qwen2", "qwen3", "mistral"]) {
     it(`tiny-${arch}: encode, decode and chat template match transformers`, async () => {
       const dir = join(FIXTURES, `tiny-${arch}`);
       const golden = JSON.parse(await readFile(join(dir, "expected.json"), "utf8")) as Golden;
@@ -32,10 +39,21 @@ describe("loadTokenizer (golden ids from transformers)", () => {
         );
       }
       for (const d of golden.decode) assert.equal(tok.decode(d.ids), d.text);
+      for (const e of golden.encode_special) {
+        assert.deepEqual(tok.encode(e.text), e.ids, JSON.stringify(e.text));
+      }
       for (const c of golden.chat) {
-        const got = tok.applyChatTemplate(c.messages, {
-          addGenerationPrompt: c.add_generation_prompt,
-        });
+        const opts = { addGenerationPrompt: c.add_generation_prompt };
+        if (c.error !== undefined) {
+          // The template refuses these messages (raise_exception), in transformers too.
+          const message = c.error;
+          assert.throws(
+            () => tok.applyChatTemplate(c.messages, opts),
+            (e: unknown) => e instanceof ChatTemplateError && e.message.includes(message),
+          );
+          continue;
+        }
+        const got = tok.applyChatTemplate(c.messages, opts);
         assert.equal(got.text, c.text);
         assert.deepEqual(got.ids, c.ids);
       }
@@ -43,7 +61,7 @@ describe("loadTokenizer (golden ids from transformers)", () => {
       assert.equal(tok.bosTokenId ?? null, golden.bos_token_id);
       assert.equal(tok.padTokenId ?? null, golden.pad_token_id);
       assert.ok(tok.stopTokenIds.includes(golden.eos_token_id!));
-      assert.equal(tok.specialTokens.get("<|im_end|>"), 2);
+      assert.equal(tok.specialTokens.get(arch === "mistral" ? "</s>" : "<|im_end|>"), 2);
     });
   }
 
