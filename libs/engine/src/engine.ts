@@ -93,6 +93,8 @@ export interface GenerateOptions {
   readonly sampling?: SamplingOptions | readonly SamplingOptions[];
   /** Token ids that end a sequence, in addition to the model's eos ids. */
   readonly stopTokenIds?: readonly number[];
+  /** Do not stop at the model's eos ids (benchmarks generate a fixed number of tokens). */
+  readonly ignoreEos?: boolean;
   /** Strings that end a sequence (matched on the decoded text; needs `decode`). */
   readonly stop?: readonly string[] | readonly (readonly string[])[];
   /** Token ids → text, for stop strings and the returned text. */
@@ -471,7 +473,10 @@ class OrtEngine implements Engine {
       (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > 20)
     )
       throw new EngineRequestError(`logprobs must be an integer in 0..20, got ${topLogprobs}`);
-    const stopIds = new Set([...this.spec.eosTokenIds, ...(opts.stopTokenIds ?? [])]);
+    const stopIds = new Set([
+      ...(opts.ignoreEos ? [] : this.spec.eosTokenIds),
+      ...(opts.stopTokenIds ?? []),
+    ]);
     const rngs = sampling.map((s) => createRng(s.seed ?? Math.floor(Math.random() * 2 ** 32)));
 
     const { spec } = this;
