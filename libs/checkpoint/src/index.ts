@@ -64,8 +64,8 @@ export {
 export {
   GGUF_SUPPORTED_PRE_TOKENIZERS,
   GgufTokenizerError,
-  type RebuiltTokenizer,
   mergesFromScores,
+  type RebuiltTokenizer,
   rebuildGgufTokenizer,
 } from "./gguf-tokenizer.ts";
 export {
