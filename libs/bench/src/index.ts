@@ -16,6 +16,12 @@ export {
 } from "./dataset.ts";
 export { type DockerStep, parseDockerfile } from "./dockerfile.ts";
 export {
+  containerName,
+  createDockerEnvironment,
+  type DockerEnvironmentOptions,
+  TMUX_SETUP,
+} from "./env-docker.ts";
+export {
   createLocalEnvironment,
   type LocalEnvironmentOptions,
   MAX_EXEC_OUTPUT_BYTES,
