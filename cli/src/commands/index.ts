@@ -1,9 +1,12 @@
 import type { Command } from "../command.ts";
+import { captureCommand } from "./capture.ts";
 import { convertCommand } from "./convert.ts";
+import { directionsCommand } from "./directions.ts";
+import { evalRefusalCommand } from "./eval-refusal.ts";
 import { reportCommand } from "./report.ts";
 
 /**
  * Every `abl` sub-command. Each lives in its own file beside this one; add one line here per
  * command.
  */
-export const commands: readonly Command[] = [reportCommand, convertCommand];
+export const commands: readonly Command[] = [reportCommand, convertCommand, captureCommand, directionsCommand, evalRefusalCommand];

@@ -30,6 +30,14 @@ export {
   runCapture,
 } from "./capture-job.ts";
 export {
+  CAPTURE_CODE_VERSION,
+  type CaptureRunOptions,
+  type CaptureRunResult,
+  captureActivations,
+  captureStepKey,
+} from "./capture-run.ts";
+export { capContrastSet, MAX_SPEC_BYTES, resolveContrastSet } from "./contrast-arg.ts";
+export {
   BUCKETS,
   type Bucket,
   type ChatMessage,
@@ -69,6 +77,12 @@ export {
   type DirectionsProgress,
   runDirections,
 } from "./directions-job.ts";
+export {
+  computeDirectionsStep,
+  DIRECTIONS_CODE_VERSION,
+  type DirectionsRunOptions,
+  directionsStepKey,
+} from "./directions-run.ts";
 export {
   ActivationsError,
   ContrastSetError,
@@ -110,6 +124,7 @@ export {
   type SelectionPolicy,
   selectLayer,
 } from "./layer-selection.ts";
+export { modelFolderDigest } from "./model-digest.ts";
 export {
   type ChatCompletion,
   type ChatEndpoint,
