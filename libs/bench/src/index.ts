@@ -22,6 +22,13 @@ export {
   TMUX_SETUP,
 } from "./env-docker.ts";
 export {
+  buildTaskPod,
+  createKubernetesEnvironment,
+  type KubernetesEnvironmentOptions,
+  podName,
+  TASK_CONTAINER,
+} from "./env-kubernetes.ts";
+export {
   createLocalEnvironment,
   type LocalEnvironmentOptions,
   MAX_EXEC_OUTPUT_BYTES,
