@@ -5,6 +5,7 @@ import {
   type ByteSource,
   createSafetensorsWriter,
   elementCount,
+  encodeSafetensorsHeader,
   encodeShardIndex,
   type FloatDType,
   type SafetensorsWriter,
@@ -208,7 +209,9 @@ export async function* patchCheckpoint(
       const hash = createHash("sha256");
       let writer: SafetensorsWriter | undefined;
       try {
-        const sink = hashingSink(await out.file(shard.file, 0, signal), hash);
+        // The output size is known up front (same tensors, maybe lm_head): object stores want it.
+        const outSize = encodeSafetensorsHeader(specs, shard.header.metadata).fileSize;
+        const sink = hashingSink(await out.file(shard.file, outSize, signal), hash);
         writer = await createSafetensorsWriter(sink, specs, shard.header.metadata, signal);
         const w = writer;
         const tensors = shard.header.tensors;
