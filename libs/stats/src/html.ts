@@ -14,6 +14,23 @@ function pval(p: number | undefined): string {
   return p < 1e-4 ? p.toExponential(2) : p.toFixed(4);
 }
 
+/** A section the caller adds to the report (refusal evaluation, direction ranking, ...). */
+export interface ReportSection {
+  readonly title: string;
+  /** Trusted HTML: build it with {@link htmlTable} and {@link escapeHtml}. */
+  readonly html: string;
+}
+
+/** An HTML table in the report's style; cells are trusted HTML (escape text with `escapeHtml`). */
+export function htmlTable(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  return table(head, rows);
+}
+
+/** Escapes text for HTML. */
+export function escapeHtml(text: string): string {
+  return esc(text);
+}
+
 function table(head: readonly string[], rows: readonly (readonly string[])[], cls = ""): string {
   return `<table${cls ? ` class="${cls}"` : ""}><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows
     .map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`)
@@ -133,8 +150,11 @@ table{border-collapse:collapse;margin:8px 0;font-size:12px}th,td{border:1px soli
 th{background:#f4f4f4}.wrap td:last-child{max-width:640px;word-break:break-word}.muted{color:#666;font-size:12px}
 .warn{color:#8a4b00;font-size:12px}figure{margin:12px 0;overflow-x:auto}svg{display:block}`;
 
-/** Renders report.html: one self-contained page (inline CSS and SVG, no scripts, no network). */
-export function renderReportHtml(r: ReportData): string {
+/**
+ * Renders report.html: one self-contained page (inline CSS and SVG, no scripts, no network).
+ * `sections` (e.g. the refusal evaluation and the direction ranking of a sweep) come first.
+ */
+export function renderReportHtml(r: ReportData, sections: readonly ReportSection[] = []): string {
   const s = r.summaries;
   const summaryRows = s.map((v) => [
     esc(v.variant),
@@ -184,6 +204,7 @@ export function renderReportHtml(r: ReportData): string {
 <h1>${esc(r.title)}</h1>
 <p>${r.records} trial records, ${r.variants.length} variants, ${r.tasks.length} tasks. Baseline: <b>${esc(r.baseline ?? "–")}</b>. Outcomes excluded from scoring (infra): ${esc(r.infraOutcomes.join(", "))}. Tests are ${esc(r.alternative)} unless stated; seed ${r.seed}. Holm correction across ${r.holm.comparisons} comparison(s), per test.</p>
 ${r.notes.length > 0 ? `<ul class="warn">${r.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>` : ""}
+${sections.map((x) => `<h2>${esc(x.title)}</h2>\n${x.html}`).join("\n")}
 <h2>Accuracy per variant</h2>
 <figure>${accuracyBarsSvg(s)}</figure>
 ${table(["variant", "scored trials", "infra excluded", "passes", "tasks", "accuracy", "SE (tasks)", "95% CI", "SE (leaderboard)", "pass rate", "Wilson 95%", "pass@k", "note"], summaryRows)}

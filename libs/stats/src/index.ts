@@ -17,7 +17,7 @@ export {
 } from "./failures.ts";
 export { fisherExact } from "./fisher.ts";
 export { holmAdjust } from "./holm.ts";
-export { renderReportHtml } from "./html.ts";
+export { escapeHtml, htmlTable, type ReportSection, renderReportHtml } from "./html.ts";
 export { mcnemarExact } from "./mcnemar.ts";
 export { computeOverlaps, type Intersection, type Overlaps, type SolvedRule } from "./overlaps.ts";
 export {
