@@ -117,7 +117,8 @@ describe("direction math edge cases", () => {
   it("identical buckets have no direction", () => {
     assert.throws(
       () => computeDirections(refuse, refuse),
-      (e: Error) => e instanceof DirectionsError && /norm 0/.test(e.message),
+      (e: Error) =>
+        e instanceof DirectionsError && /do not differ at any of the 4 layers/.test(e.message),
     );
   });
 

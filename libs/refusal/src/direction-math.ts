@@ -15,6 +15,11 @@ export interface DirectionOptions {
   /** Prompt indices used for fitting, per bucket; all prompts when absent. */
   readonly refuseIndices?: readonly number[];
   readonly complyIndices?: readonly number[];
+  /**
+   * Return a zero vector where the buckets do not differ at all instead of throwing. Happens at
+   * the embedding layer when every prompt ends in the same template token.
+   */
+  readonly allowZero?: boolean;
 }
 
 /** Power-iteration limits for the PCA method: enough for 1e-12 relative change on real data. */
@@ -58,8 +63,9 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s;
 }
 
-function normalizeInPlace(v: Float64Array, what: string): Float64Array {
+function normalizeInPlace(v: Float64Array, what: string, allowZero = false): Float64Array {
   const n = Math.sqrt(dot(v, v));
+  if (allowZero && n === 0) return v;
   if (!(n > 0) || !Number.isFinite(n))
     throw new DirectionsError(`${what} has norm ${n}; no direction exists`);
   for (let i = 0; i < v.length; i++) v[i] = (v[i] as number) / n;
@@ -78,6 +84,7 @@ function pcaDirection(
   layer: number,
   ri: readonly number[],
   ci: readonly number[],
+  allowZero = false,
 ): Float64Array {
   if (ri.length !== ci.length) {
     throw new DirectionsError(
@@ -94,6 +101,7 @@ function pcaDirection(
     for (let j = 0; j < h; j++) d[j] = (a[j] as number) - (b[j] as number);
     diffs.push(d);
   }
+  if (allowZero && diffs.every((d) => d.every((x) => x === 0))) return new Float64Array(h);
   const gram = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     for (let j = i; j < n; j++) {
@@ -143,7 +151,7 @@ export function directionAt(
   checkIndices(ri, refuse.prompts, "refuse");
   checkIndices(ci, comply.prompts, "comply");
   const method = options.method ?? "mean-diff";
-  if (method === "pca") return pcaDirection(refuse, comply, layer, ri, ci);
+  if (method === "pca") return pcaDirection(refuse, comply, layer, ri, ci, options.allowZero);
   const mr = meanAt(refuse, layer, ri);
   const mc = meanAt(comply, layer, ci);
   const d = new Float64Array(refuse.hidden);
@@ -155,7 +163,7 @@ export function directionAt(
     const along = dot(d, c);
     for (let j = 0; j < d.length; j++) d[j] = (d[j] as number) - along * (c[j] as number);
   }
-  return normalizeInPlace(d, `layer ${layer} mean difference`);
+  return normalizeInPlace(d, `layer ${layer} mean difference`, options.allowZero);
 }
 
 /**
@@ -169,8 +177,17 @@ export function computeDirections(
 ): Directions {
   assertCompatible(refuse, comply);
   const out = new Float32Array(refuse.layers * refuse.hidden);
-  for (let l = 0; l < refuse.layers; l++)
-    out.set(directionAt(refuse, comply, l, options), l * refuse.hidden);
+  let zero = 0;
+  for (let l = 0; l < refuse.layers; l++) {
+    const d = directionAt(refuse, comply, l, { ...options, allowZero: true });
+    if (d.every((x) => x === 0)) zero++;
+    out.set(d, l * refuse.hidden);
+  }
+  if (zero === refuse.layers) {
+    throw new DirectionsError(
+      `the buckets do not differ at any of the ${zero} layers; no direction exists`,
+    );
+  }
   return { layers: refuse.layers, hidden: refuse.hidden, data: out };
 }
 

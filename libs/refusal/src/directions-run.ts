@@ -16,7 +16,7 @@ import { createMarkerJudge } from "./judges.ts";
 import type { SelectionPolicy } from "./layer-selection.ts";
 
 /** Bumped when the directions code changes its output. */
-export const DIRECTIONS_CODE_VERSION = "directions-1";
+export const DIRECTIONS_CODE_VERSION = "directions-2";
 
 /** Options of {@link computeDirectionsStep}. */
 export interface DirectionsRunOptions {

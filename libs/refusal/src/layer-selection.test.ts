@@ -31,6 +31,14 @@ describe("layer selection", () => {
     assert.equal(s.layer, 2);
   });
 
+  it("saturated AUC ties are broken by Cohen's d", async () => {
+    const r = rows([0.5, 1, 1, 1, 0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]).map((x) => ({
+      ...x,
+      cohensD: x.layer === 3 ? 9 : 2,
+    }));
+    assert.equal((await selectLayer({ type: "best-auc" }, r)).layer, 3);
+  });
+
   it("explicit checks the range", async () => {
     await assert.rejects(
       selectLayer({ type: "explicit", layer: 6 }, rows([0.5, 0.5, 0.5])),

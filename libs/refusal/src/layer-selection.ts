@@ -58,8 +58,12 @@ function byAuc(rows: readonly LayerMetrics[], residualLayers: number): LayerMetr
       `no candidate layer: ${residualLayers} residual layers leave none outside the excluded tail`,
     );
   }
-  // Highest AUC; ties by the higher CI lower bound, then the shallower layer.
-  return c.sort((a, b) => b.auc - a.auc || b.aucLow - a.aucLow || a.layer - b.layer);
+  // Highest AUC; ties by the higher CI lower bound, then the larger Cohen's d (AUC saturates at
+  // 1 on easily separated sets such as agent-shell, where the effect size still tells layers
+  // apart), then the shallower layer.
+  return c.sort(
+    (a, b) => b.auc - a.auc || b.aucLow - a.aucLow || b.cohensD - a.cohensD || a.layer - b.layer,
+  );
 }
 
 /** Applies a selection policy to a ranking. `probe` is required for the causal policy. */
