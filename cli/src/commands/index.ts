@@ -1,4 +1,5 @@
 import type { Command } from "../command.ts";
+import { benchRunCommand } from "./bench.ts";
 import { captureCommand } from "./capture.ts";
 import { convertCommand } from "./convert.ts";
 import { directionsCommand } from "./directions.ts";
@@ -9,4 +10,4 @@ import { reportCommand } from "./report.ts";
  * Every `abl` sub-command. Each lives in its own file beside this one; add one line here per
  * command.
  */
-export const commands: readonly Command[] = [reportCommand, convertCommand, captureCommand, directionsCommand, evalRefusalCommand];
+export const commands: readonly Command[] = [benchRunCommand, reportCommand, convertCommand, captureCommand, directionsCommand, evalRefusalCommand];

@@ -13,13 +13,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, posix } from "node:path";
 import { PassThrough, Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  CoreV1Api,
-  Exec,
-  type KubeConfig,
-  type V1Pod,
-  type V1Status,
-} from "@kubernetes/client-node";
+import type { CoreV1Api, Exec, KubeConfig, V1Pod, V1Status } from "@kubernetes/client-node";
 import { TMUX_SETUP } from "./env-docker.ts";
 import type { Environment, ExecOptions, ExecResult } from "./environment.ts";
 import { EnvironmentError } from "./errors.ts";
@@ -169,8 +163,15 @@ export function createKubernetesEnvironment(
   trialId: string,
   options: KubernetesEnvironmentOptions,
 ): Environment {
-  const api = options.kubeConfig.makeApiClient(CoreV1Api);
-  const execApi = new Exec(options.kubeConfig);
+  // The client library is loaded on first use: it is heavy, and most runs use other environments.
+  let clients: Promise<{ api: CoreV1Api; execApi: Exec }> | undefined;
+  const load = () => {
+    clients ??= import("@kubernetes/client-node").then((k8s) => ({
+      api: options.kubeConfig.makeApiClient(k8s.CoreV1Api),
+      execApi: new k8s.Exec(options.kubeConfig),
+    }));
+    return clients;
+  };
   const ns = options.namespace;
   const name = podName(trialId);
   const pollMs = options.pollMs ?? 1000;
@@ -184,6 +185,7 @@ export function createKubernetesEnvironment(
     const err = new Sink();
     let status: V1Status | undefined;
     const input = stdin === null ? null : Readable.from([stdin]).pipe(new PassThrough());
+    const { execApi } = await load();
     let ws: Awaited<ReturnType<Exec["exec"]>>;
     try {
       ws = await execApi.exec(ns, name, TASK_CONTAINER, command, out, err, input, false, (s) => {
@@ -235,6 +237,7 @@ export function createKubernetesEnvironment(
   };
 
   async function deletePod(): Promise<void> {
+    const { api } = await load();
     try {
       await api.deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 0 });
     } catch (e) {
@@ -246,6 +249,7 @@ export function createKubernetesEnvironment(
     kind: "kubernetes",
     workdir: null,
     async start(signal) {
+      const { api } = await load();
       const pod = buildTaskPod(task, trialId, options);
       try {
         await api.createNamespacedPod({ namespace: ns, body: pod });
