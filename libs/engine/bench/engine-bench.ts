@@ -17,11 +17,11 @@ import { convertGgufToHf } from "@abl/checkpoint";
 import { drain, loadModel } from "../src/index.ts";
 
 const THREADS = 2;
-/** Prefill workload: 32 prompts of 64..188 tokens, 16 per forward pass. */
-const PREFILL_PROMPTS = 32;
+/** Prefill workload: 16 prompts of 64..124 tokens in one forward pass. */
+const PREFILL_PROMPTS = 16;
 const PREFILL_BATCH = 16;
-/** Generation workloads: prompts of ~32 tokens, 64 new tokens each. */
-const GEN_TOKENS = 64;
+/** Generation workloads: prompts of 24..39 tokens, 32 new tokens each. */
+const GEN_TOKENS = 32;
 const GEN_BATCHES = [1, 16] as const;
 const DEFAULT_GGUF_DIR = "/root/.cache/abl/smollm2";
 const DEFAULT_MODEL_DIR = "/tmp/abl-bench-smollm2-f32";

@@ -40,6 +40,8 @@ export interface LoadModelOptions {
   readonly maxPositions?: number;
   /** onnxruntime intra-op threads (default 2). */
   readonly threads?: number;
+  /** Let idle onnxruntime threads spin (faster on a dedicated machine; default false). */
+  readonly spinThreads?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -201,6 +203,9 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     interOpNumThreads: 1,
     graphOptimizationLevel: "all",
     executionMode: "sequential",
+    // Spinning worker threads burn the cores other processes (and our other thread) need on a
+    // shared 2-core machine: measured 2× slower prefill and decode with spinning under load.
+    extra: { session: { intra_op: { allow_spinning: opts.spinThreads ? "1" : "0" } } },
   });
   return new OrtEngine(spec, dir, maxPositions, session);
 }
@@ -509,7 +514,7 @@ class OrtEngine implements Engine {
       },
       { logits: true, kv: true, hidden: false },
     );
-    for (let step = 0; ; step++) {
+    for (;;) {
       opts.signal?.throwIfAborted();
       const logits = out[GraphNames.logits]?.data as Float32Array;
       const events: GeneratedToken[] = [];

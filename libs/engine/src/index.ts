@@ -33,6 +33,17 @@ export {
   SUPPORTED_ARCHITECTURES,
 } from "./model-config.ts";
 export { type Intervention, WeightShapeError } from "./model-graph.ts";
+export {
+  createOpenAIServer,
+  DEFAULT_CHAT_MAX_TOKENS,
+  DEFAULT_COMPLETION_MAX_TOKENS,
+  MAX_BODY_BYTES,
+  MAX_STOP_STRINGS,
+  MAX_TOP_LOGPROBS,
+  type OpenAIServer,
+  type OpenAIServerOptions,
+  type ServedModel,
+} from "./openai-server.ts";
 export { createRng, type SamplingOptions, type TokenLogprob } from "./sampling.ts";
 export {
   type ChatEncoding,
