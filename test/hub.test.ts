@@ -58,6 +58,13 @@ const repos: Record<string, { private: boolean; files: RepoFile[] }> = {
     private: true,
     files: [{ path: "config.json", data: Buffer.from('{"private":true}'), lfs: false }],
   },
+  "org/etag": {
+    private: false,
+    files: [
+      { path: "config.json", data: Buffer.from("{}"), lfs: false },
+      { path: "model.safetensors", data: Buffer.alloc(64, 3), lfs: true },
+    ],
+  },
   "org/corrupt": {
     private: false,
     files: [
@@ -166,7 +173,7 @@ before(async () => {
         res
           .writeHead(302, {
             location: `${cdnBase}/cdn/${encodeURIComponent(repoId!)}/${path}`,
-            "x-linked-etag": `"${sha256(file.data)}"`,
+            "x-linked-etag": `"${repoId === "org/etag" ? "f".repeat(64) : sha256(file.data)}"`,
             "x-linked-size": String(file.data.length),
             "x-repo-commit": COMMIT,
           })
@@ -291,6 +298,15 @@ describe("downloadHubModel", () => {
     assert.ok(
       !blobs.some((b) => b === sha256(Buffer.alloc(1000, 1)) || b.endsWith(".incomplete")),
       blobs.join(),
+    );
+  });
+
+  it("rejects an LFS file whose X-Linked-Etag contradicts the tree", async () => {
+    await assert.rejects(
+      downloadHubModel("org/etag", { cacheDir: cache, endpoint }),
+      (e: unknown) =>
+        e instanceof HubIntegrityError &&
+        /X-Linked-Etag f{64} differs from the tree's LFS sha256/.test(e.message),
     );
   });
 

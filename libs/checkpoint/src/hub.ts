@@ -251,6 +251,7 @@ async function get(
   url: string,
   what: string,
   headers: Record<string, string> = {},
+  seen?: { linkedEtag?: string },
 ): Promise<Response> {
   const origin = new URL(ctx.endpoint).origin;
   let current = url;
@@ -260,6 +261,9 @@ async function get(
     const init: RequestInit = { headers: h, redirect: "manual" };
     if (ctx.signal) init.signal = ctx.signal;
     const res = await ctx.fetch(current, init);
+    // The Hub names an LFS file's sha256 on the redirect to its storage (quoted, sometimes W/).
+    const linked = res.headers.get("x-linked-etag");
+    if (seen && linked) seen.linkedEtag = linked.replace(/^W\//, "").replace(/"/g, "");
     if (res.status >= 300 && res.status < 400 && res.headers.has("location")) {
       await res.body?.cancel();
       current = new URL(res.headers.get("location")!, current).toString();
@@ -400,7 +404,14 @@ async function downloadBlob(
     );
     const from = have <= file.size ? have : 0;
     ctx.onEvent?.({ type: "file-start", path: file.path, size: file.size, resumeFrom: from });
-    const res = await get(ctx, url, what, from > 0 ? { range: `bytes=${from}-` } : {});
+    const seen: { linkedEtag?: string } = {};
+    const res = await get(ctx, url, what, from > 0 ? { range: `bytes=${from}-` } : {}, seen);
+    if (file.lfsSha256 && seen.linkedEtag && seen.linkedEtag !== file.lfsSha256) {
+      await res.body?.cancel();
+      throw new HubIntegrityError(
+        `${what}: X-Linked-Etag ${seen.linkedEtag} differs from the tree's LFS sha256 ${file.lfsSha256}`,
+      );
+    }
     let start = 0;
     if (res.status === 206) {
       const m = /^bytes (\d+)-/.exec(res.headers.get("content-range") ?? "");
