@@ -8,7 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { pathToFileURL } from "node:url";
-import { syntheticSweep } from "@abl/stats";
+import { startS3 } from "@abl/e2e/servers";
+import { generateSyntheticRecords, syntheticSweep } from "@abl/stats";
+import { createS3Store } from "@abl/store";
 import { chromium } from "playwright-core";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -22,13 +24,17 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function runAbl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function runAbl(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
       ["--import", "tsx", join(root, "cli/src/main.ts"), ...args],
       {
         cwd: root,
+        env: { ...process.env, ...env },
         stdio: ["ignore", "pipe", "pipe"],
       },
     );
@@ -147,4 +153,55 @@ test("abl report rejects bad usage and bad records with clear messages", async (
   const res = await runAbl(["report", "--records", bad, "--out", join(dir, "bad-out")]);
   assert.equal(res.code, 1);
   assert.match(res.stderr, /bad\.jsonl:1: missing field "noCmdTurns"/);
+});
+
+test("abl report reads result.json objects and JSONL from an s3:// prefix (MinIO)", async () => {
+  const s3 = await startS3();
+  try {
+    const store = createS3Store({
+      endpoint: s3.endpoint,
+      accessKey: s3.accessKey,
+      secretKey: s3.secretKey,
+      bucket: "abl",
+      prefix: "sweeps/s1",
+    });
+    const { records } = generateSyntheticRecords({
+      variants: [
+        { name: "base", skill: -1 },
+        { name: "abl", skill: 0 },
+      ],
+      tasks: 6,
+      replicas: 2,
+      seed: 3,
+    });
+    const enc = new TextEncoder();
+    for (const r of records.filter((x) => x.variant === "base")) {
+      await store.put(
+        `trials/${r.variant}-${r.taskId}-${r.replica}/result.json`,
+        enc.encode(JSON.stringify(r)),
+      );
+    }
+    const rest = records.filter((x) => x.variant !== "base").map((x) => JSON.stringify(x));
+    await store.put("extra/abl.jsonl", enc.encode(`${rest.join("\n")}\n`));
+    await store.put("trials/notes.txt", enc.encode("not a record"));
+    const out = join(dir, "s3-out");
+    const res = await runAbl(
+      ["report", "--records", "s3://abl/sweeps/s1", "--out", out, "--bootstrap", "200"],
+      {
+        ABL_S3_ENDPOINT: s3.endpoint,
+        ABL_S3_ACCESS_KEY: s3.accessKey,
+        ABL_S3_SECRET_KEY: s3.secretKey,
+      },
+    );
+    assert.equal(res.code, 0, res.stderr);
+    const summary = JSON.parse(await readFile(join(out, "summary.json"), "utf8"));
+    assert.equal(summary.records, records.length);
+    assert.deepEqual(summary.variants, ["abl", "base"]);
+    assert.equal(summary.baseline, "base");
+    const missing = await runAbl(["report", "--records", "s3://abl/sweeps/s1", "--out", out]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /need ABL_S3_ENDPOINT/);
+  } finally {
+    await s3.stop();
+  }
 });

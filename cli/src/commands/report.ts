@@ -19,7 +19,7 @@ import {
   type VariantInfo,
   writeReport,
 } from "@abl/stats";
-import { Client } from "minio";
+import { openStore } from "@abl/store";
 import { type Command, UsageError } from "../command.ts";
 
 /** A result.json is one small record; anything bigger is not one (guards against stray files). */
@@ -94,7 +94,15 @@ async function readLocal(src: string, signal: AbortSignal): Promise<TrialRecord[
   return records;
 }
 
-function s3Client(env: NodeJS.ProcessEnv): Client {
+/**
+ * Reads every `result.json` and `.jsonl` object under an s3:// prefix through the store (reads
+ * are checked against the sha256 the store recorded at write time).
+ */
+async function readS3(
+  src: string,
+  env: NodeJS.ProcessEnv,
+  signal: AbortSignal,
+): Promise<TrialRecord[]> {
   const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
   const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
   const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
@@ -103,46 +111,31 @@ function s3Client(env: NodeJS.ProcessEnv): Client {
       "s3:// records need ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY and ABL_S3_SECRET_KEY",
     );
   }
-  const url = new URL(endpoint);
-  const useSSL = url.protocol === "https:";
-  return new Client({
-    endPoint: url.hostname,
-    port: url.port ? Number(url.port) : useSSL ? 443 : 80,
-    useSSL,
+  const store = openStore(src, {
+    endpoint,
     accessKey,
     secretKey,
     region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
   });
-}
-
-async function readS3(
-  src: string,
-  env: NodeJS.ProcessEnv,
-  signal: AbortSignal,
-): Promise<TrialRecord[]> {
-  const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(src);
-  if (!m) throw new UsageError(`--records ${src}: expected s3://bucket/prefix`);
-  const [, bucket, prefix] = m as unknown as [string, string, string];
-  const client = s3Client(env);
   const keys: string[] = [];
-  for await (const item of client.listObjectsV2(bucket, prefix, true)) {
-    signal.throwIfAborted();
-    const name = (item as { name?: string; size?: number }).name;
-    if (!name) continue;
-    if (name.endsWith("/result.json") || name === "result.json" || name.endsWith(".jsonl")) {
-      checkSize(name, (item as { size?: number }).size ?? 0);
-      keys.push(name);
+  for await (const info of store.list("", { signal })) {
+    if (
+      info.key === "result.json" ||
+      info.key.endsWith("/result.json") ||
+      info.key.endsWith(".jsonl")
+    ) {
+      checkSize(info.key, info.size);
+      keys.push(info.key);
     }
   }
   keys.sort();
   if (keys.length === 0)
     throw new Error(`--records ${src}: no result.json or .jsonl objects found`);
   const records: TrialRecord[] = [];
+  const decoder = new TextDecoder();
   for (const key of keys) {
     signal.throwIfAborted();
-    const chunks: Buffer[] = [];
-    for await (const c of await client.getObject(bucket, key)) chunks.push(c as Buffer);
-    records.push(...parseRecordFile(key, Buffer.concat(chunks).toString("utf8")));
+    records.push(...parseRecordFile(key, decoder.decode(await store.getBytes(key, { signal }))));
   }
   return records;
 }
