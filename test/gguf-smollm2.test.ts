@@ -40,6 +40,7 @@ interface GoldenTokens {
   encode: { text: string; ids: number[] }[];
   chat: { messages: ChatMessage[]; add_generation_prompt: boolean; text: string; ids: number[] }[];
   decode: { ids: number[]; text: string }[];
+  encode_special: { text: string; ids: number[] }[];
 }
 
 let dir: string;
@@ -96,6 +97,8 @@ describe("SmolLM2-135M-Instruct from GGUF", () => {
         JSON.stringify(e.text),
       );
     }
+    for (const e of golden.encode_special)
+      assert.deepEqual(tok.encode(e.text), e.ids, JSON.stringify(e.text));
     for (const d of golden.decode) assert.equal(tok.decode(d.ids), d.text);
     for (const c of golden.chat) {
       const got = tok.applyChatTemplate(c.messages, {
