@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { Readable } from "node:stream";
 import { Client, CopyDestinationOptions, CopySourceOptions, S3Error } from "minio";
 import { checkByteCount, checkSha256, chunksOf, collectBytes } from "./body.ts";
 import { BucketNotFoundError, IntegrityError, ObjectNotFoundError, StoreError } from "./errors.ts";
@@ -8,10 +7,9 @@ import { RESERVED_SEGMENT_PREFIX, validateKey, validatePrefix } from "./keys.ts"
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions } from "./object-store.ts";
 
 /**
- * Multipart part size. The client buffers about three parts per upload (one being filled, one
- * queued, one in flight), so this bounds memory per upload at roughly 50 MiB whether or not the
- * size is known. Without it, an upload of unknown size would buffer 528 MiB parts
- * (`/work/shared/reference/infra.md` §5.1).
+ * Multipart part size. An upload holds two parts in memory (one filling, one in flight), so
+ * this bounds memory per upload at about 32 MiB whether or not the size is known. (minio-js's
+ * own default for an unknown size is 528 MiB parts, `/work/shared/reference/infra.md` §5.1.)
  */
 export const S3_PART_SIZE = 16 * 1024 * 1024;
 /** S3 allows at most 10,000 parts, so the part size caps the object size (156.25 GiB). */
@@ -20,6 +18,12 @@ export const S3_MAX_OBJECT_BYTES = S3_PART_SIZE * 10_000;
 const SHA_META = "sha256";
 /** Folder (under the store prefix) where uploads of not-yet-known digest are staged. */
 const STAGING = `${RESERVED_SEGMENT_PREFIX}-staging`;
+/** S3's limit for a single-request CopyObject (5 GiB); bigger objects are copied in parts. */
+export const S3_MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024;
+/** Part size of a multipart server-side copy (between S3's 5 MiB and 5 GiB part limits). */
+export const S3_COPY_PART_BYTES = 512 * 1024 * 1024;
+/** S3's smallest part (all but the last). */
+const S3_MIN_PART_BYTES = 5 * 1024 * 1024;
 /** Presigned URLs live at most 7 days (S3 SigV4 limit). */
 export const MAX_PRESIGN_SECONDS = 7 * 24 * 60 * 60;
 
@@ -35,6 +39,13 @@ export interface S3StoreOptions {
   region?: string;
   /** Create the bucket if missing (default true); else operations throw `BucketNotFoundError`. */
   createBucket?: boolean;
+  /**
+   * Largest object copied from staging in one CopyObject request (default and maximum
+   * {@link S3_MAX_SINGLE_COPY_BYTES}); larger ones use a multipart copy. Tests lower it.
+   */
+  maxSingleCopyBytes?: number;
+  /** Part size of multipart copies (default {@link S3_COPY_PART_BYTES}, at least 5 MiB). */
+  copyPartBytes?: number;
 }
 
 function s3Code(err: unknown): string | undefined {
@@ -81,6 +92,26 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     pathStyle: true,
     ...(options.region ? { region: options.region } : {}),
   });
+  const maxSingleCopy = options.maxSingleCopyBytes ?? S3_MAX_SINGLE_COPY_BYTES;
+  if (
+    !Number.isSafeInteger(maxSingleCopy) ||
+    maxSingleCopy < 0 ||
+    maxSingleCopy > S3_MAX_SINGLE_COPY_BYTES
+  ) {
+    throw new StoreError(
+      `maxSingleCopyBytes must be 0..${S3_MAX_SINGLE_COPY_BYTES}, got ${maxSingleCopy}`,
+    );
+  }
+  const copyPart = options.copyPartBytes ?? S3_COPY_PART_BYTES;
+  if (
+    !Number.isSafeInteger(copyPart) ||
+    copyPart < S3_MIN_PART_BYTES ||
+    copyPart > S3_MAX_SINGLE_COPY_BYTES
+  ) {
+    throw new StoreError(
+      `copyPartBytes must be ${S3_MIN_PART_BYTES}..${S3_MAX_SINGLE_COPY_BYTES}, got ${copyPart}`,
+    );
+  }
   const location = `s3://${bucket}${prefix ? `/${prefix}` : ""}`;
   const objectName = (key: string) => (prefix ? `${prefix}/${validateKey(key)}` : validateKey(key));
 
@@ -148,12 +179,10 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     }
     if (opts.sha256 !== undefined) checkSha256("sha256", opts.sha256);
     opts.signal?.throwIfAborted();
-    // A buffer's size is known; passing it avoids a multipart upload for small objects.
-    const declaredSize = opts.size ?? (body instanceof Uint8Array ? body.byteLength : undefined);
     await ensureBucket();
     const hash = createHash("sha256");
     let size = 0;
-    async function* hashed(): AsyncGenerator<Buffer> {
+    async function* hashed(): AsyncGenerator<Uint8Array> {
       for await (const c of chunksOf(body, opts.signal)) {
         size += c.byteLength;
         if (size > S3_MAX_OBJECT_BYTES) {
@@ -167,7 +196,7 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
           );
         }
         hash.update(c);
-        yield Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+        yield c;
       }
       if (opts.size !== undefined && size !== opts.size) {
         throw new StoreError(
@@ -175,50 +204,158 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
         );
       }
     }
-    const meta: Record<string, string> = {};
-    if (opts.contentType) meta["Content-Type"] = opts.contentType;
-    // Direct upload when the digest is known; otherwise stage, then copy with the digest.
-    const target =
-      opts.sha256 !== undefined ? name : `${prefix ? `${prefix}/` : ""}${STAGING}/${randomUUID()}`;
-    if (opts.sha256 !== undefined) meta[`X-Amz-Meta-${SHA_META}`] = opts.sha256;
+    const headers: Record<string, string> = {};
+    if (opts.contentType) headers["Content-Type"] = opts.contentType;
+    // Direct upload when the digest is known (checked before the upload is committed);
+    // otherwise upload to a staging key, then copy server-side with the digest attached.
+    const direct = opts.sha256 !== undefined;
+    const target = direct ? name : `${prefix ? `${prefix}/` : ""}${STAGING}/${randomUUID()}`;
+    if (opts.sha256 !== undefined) headers[`X-Amz-Meta-${SHA_META}`] = opts.sha256;
+    let sha256 = "";
     try {
-      const stream = Readable.from(hashed(), { objectMode: false });
-      await (declaredSize === 0
-        ? client.putObject(bucket, target, Buffer.alloc(0), 0, meta)
-        : client.putObject(bucket, target, stream, declaredSize, meta));
+      await uploadStreaming(target, hashed(), headers, () => {
+        sha256 = hash.digest("hex");
+        if (opts.sha256 !== undefined && sha256 !== opts.sha256) {
+          throw new IntegrityError(
+            `body of ${JSON.stringify(key)} has sha256 ${sha256}, expected ${opts.sha256}`,
+          );
+        }
+      });
     } catch (err) {
-      await client.removeObject(bucket, target).catch(() => undefined);
+      if (!direct) await client.removeObject(bucket, target).catch(() => undefined);
       throw wrap("put", key, err);
     }
-    const sha256 = hash.digest("hex");
-    if (opts.sha256 !== undefined) {
-      if (sha256 !== opts.sha256) {
-        await client.removeObject(bucket, target).catch(() => undefined);
-        throw new IntegrityError(
-          `body of ${JSON.stringify(key)} has sha256 ${sha256}, expected ${opts.sha256}`,
-        );
-      }
-      return { key, size, sha256, lastModified: new Date() };
-    }
+    if (direct) return { key, size, sha256, lastModified: new Date() };
     try {
-      const headers: Record<string, string> = {};
-      if (opts.contentType) headers["Content-Type"] = opts.contentType;
-      await client.composeObject(
-        new CopyDestinationOptions({
-          Bucket: bucket,
-          Object: name,
-          UserMetadata: { [SHA_META]: sha256 },
-          MetadataDirective: "REPLACE",
-          Headers: headers,
-        }),
-        [new CopySourceOptions({ Bucket: bucket, Object: target })],
-      );
+      await copyWithDigest(target, name, size, sha256, opts.contentType);
     } catch (err) {
       throw wrap("put (copy from staging)", key, err);
     } finally {
       await client.removeObject(bucket, target).catch(() => undefined);
     }
     return { key, size, sha256, lastModified: new Date() };
+  }
+
+  /**
+   * Uploads a stream in {@link S3_PART_SIZE} parts, one part in flight while the next fills, so
+   * memory stays at about two parts for any size. A body that fits in one part is a single PUT.
+   * `beforeCommit` runs after the last byte and before the object becomes visible; if it (or
+   * the body) throws, the multipart upload is aborted and nothing is written. (minio-js's own
+   * `putObject` stream path never settles when the body stream fails.)
+   */
+  async function uploadStreaming(
+    target: string,
+    source: AsyncIterable<Uint8Array>,
+    headers: Record<string, string>,
+    beforeCommit: () => void,
+  ): Promise<void> {
+    let buf = Buffer.allocUnsafe(S3_PART_SIZE);
+    let fill = 0;
+    let uploadId: string | undefined;
+    let part = 0;
+    let inflight: Promise<void> | undefined;
+    const etags: Array<{ part: number; etag: string }> = [];
+    const flush = async () => {
+      uploadId ??= await client.initiateNewMultipartUpload(bucket, target, headers);
+      const payload = buf.subarray(0, fill);
+      const n = ++part;
+      if (inflight) await inflight;
+      inflight = client
+        .uploadPart(
+          {
+            bucketName: bucket,
+            objectName: target,
+            uploadID: uploadId,
+            partNumber: n,
+            headers: {},
+          },
+          payload,
+        )
+        .then((r) => void etags.push({ part: n, etag: r.etag }));
+      // Rejections surface at the next await of `inflight`; this only marks them handled.
+      inflight.catch(() => undefined);
+      buf = Buffer.allocUnsafe(S3_PART_SIZE);
+      fill = 0;
+    };
+    try {
+      for await (const chunk of source) {
+        let off = 0;
+        while (off < chunk.byteLength) {
+          const n = Math.min(chunk.byteLength - off, S3_PART_SIZE - fill);
+          buf.set(chunk.subarray(off, off + n), fill);
+          fill += n;
+          off += n;
+          if (fill === S3_PART_SIZE) await flush();
+        }
+      }
+      if (uploadId === undefined) {
+        beforeCommit();
+        await client.putObject(bucket, target, buf.subarray(0, fill), fill, headers);
+        return;
+      }
+      if (fill > 0) await flush();
+      await inflight;
+      beforeCommit();
+      etags.sort((a, b) => a.part - b.part);
+      await client.completeMultipartUpload(bucket, target, uploadId, etags);
+    } catch (err) {
+      await inflight?.catch(() => undefined);
+      if (uploadId !== undefined)
+        await client.abortMultipartUpload(bucket, target, uploadId).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Server-side copy of a staged upload to its key with the digest attached. minio-js's
+   * `composeObject` is not used: for sources it splits, it sends every split with the same part
+   * number and one shared range header (8.0.7), which corrupts objects over ~524 MiB.
+   */
+  async function copyWithDigest(
+    source: string,
+    dest: string,
+    size: number,
+    sha256: string,
+    contentType: string | undefined,
+  ): Promise<void> {
+    if (size <= maxSingleCopy) {
+      await client.copyObject(
+        new CopySourceOptions({ Bucket: bucket, Object: source }),
+        new CopyDestinationOptions({
+          Bucket: bucket,
+          Object: dest,
+          UserMetadata: { [SHA_META]: sha256 },
+          MetadataDirective: "REPLACE",
+          ...(contentType ? { Headers: { "Content-Type": contentType } } : {}),
+        }),
+      );
+      return;
+    }
+    const headers: Record<string, string> = { [`X-Amz-Meta-${SHA_META}`]: sha256 };
+    if (contentType) headers["Content-Type"] = contentType;
+    const uploadId = await client.initiateNewMultipartUpload(bucket, dest, headers);
+    try {
+      const copySource = `/${bucket}/${source.split("/").map(encodeURIComponent).join("/")}`;
+      const etags: Array<{ part: number; etag: string }> = [];
+      for (let part = 1, start = 0; start < size; part++, start += copyPart) {
+        const end = Math.min(size, start + copyPart) - 1;
+        const res = await client.uploadPart({
+          bucketName: bucket,
+          objectName: dest,
+          uploadID: uploadId,
+          partNumber: part,
+          headers: {
+            "x-amz-copy-source": copySource,
+            "x-amz-copy-source-range": `bytes=${start}-${end}`,
+          },
+        });
+        etags.push({ part, etag: res.etag });
+      }
+      await client.completeMultipartUpload(bucket, dest, uploadId, etags);
+    } catch (err) {
+      await client.abortMultipartUpload(bucket, dest, uploadId).catch(() => undefined);
+      throw err;
+    }
   }
 
   async function* get(key: string, opts: GetOptions = {}): AsyncGenerator<Uint8Array> {
