@@ -257,7 +257,10 @@ class OrtEngine implements Engine {
     return out;
   }
 
-  private async run(inp: StepInput, fetch: { logits: boolean; kv: boolean; hidden: boolean }) {
+  private async run(
+    inp: StepInput,
+    fetch: { logits: boolean; kv: boolean; hidden: boolean; hiddenAt?: boolean },
+  ) {
     const { spec } = this;
     const { batch: B, seq: S, past: P } = inp;
     const G = spec.numHeads / spec.numKvHeads;
@@ -279,6 +282,8 @@ class OrtEngine implements Engine {
       for (let l = 0; l < spec.numLayers; l++)
         names.push(GraphNames.presentKey(l), GraphNames.presentValue(l));
     if (fetch.hidden) for (let i = 0; i <= spec.numLayers; i++) names.push(GraphNames.hidden(i));
+    if (fetch.hiddenAt)
+      for (let i = 0; i <= spec.numLayers; i++) names.push(GraphNames.hiddenAt(i));
     return await this.session.run(feeds, names);
   }
 
@@ -409,6 +414,18 @@ class OrtEngine implements Engine {
       const idx = order.slice(start, start + batchSize);
       const batch = idx.map((i) => prompts[i] as readonly number[]);
       const { B, S, ids, positions: pos, keyValid } = this.pack(batch, "right");
+      // Gather only the captured positions inside the graph: K per row, short rows repeat
+      // their last position (dropped below).
+      const spans = idx.map((pi) => {
+        const n = (prompts[pi] as readonly number[]).length;
+        const from = positions === "last" ? n - 1 : (positions.from[pi] as number);
+        return { from, count: n - from };
+      });
+      const K = Math.max(...spans.map((sp) => sp.count));
+      const at = new BigInt64Array(B * K);
+      spans.forEach((sp, b) => {
+        for (let k = 0; k < K; k++) at[b * K + k] = BigInt(sp.from + Math.min(k, sp.count - 1));
+      });
       const out = await this.run(
         {
           batch: B,
@@ -417,24 +434,22 @@ class OrtEngine implements Engine {
           positions: pos,
           keyValid,
           past: 0,
-          logitsIndex: new BigInt64Array(B),
-          logitsPerRow: 1,
+          logitsIndex: at,
+          logitsPerRow: K,
           pastKv: null,
         },
-        { logits: false, kv: false, hidden: true },
+        { logits: false, kv: false, hidden: false, hiddenAt: true },
       );
       const hidden = Array.from(
         { length: L1 },
-        (_, i) => out[GraphNames.hidden(i)]?.data as Float32Array,
+        (_, i) => out[GraphNames.hiddenAt(i)]?.data as Float32Array,
       );
       idx.forEach((pi, b) => {
-        const n = (prompts[pi] as readonly number[]).length;
-        const from = positions === "last" ? n - 1 : (positions.from[pi] as number);
-        const count = n - from;
+        const { from, count } = spans[b] as { from: number; count: number };
         const residual = new Float32Array(L1 * count * D);
         for (let l = 0; l < L1; l++)
           residual.set(
-            (hidden[l] as Float32Array).subarray((b * S + from) * D, (b * S + n) * D),
+            (hidden[l] as Float32Array).subarray(b * K * D, (b * K + count) * D),
             l * count * D,
           );
         items[pi] = { positions: Array.from({ length: count }, (_, j) => from + j), residual };

@@ -37,6 +37,7 @@ export const GraphNames = {
   presentKey: (i: number) => `present_key_${i}`,
   presentValue: (i: number) => `present_value_${i}`,
   hidden: (i: number) => `hidden_${i}`,
+  hiddenAt: (i: number) => `hidden_at_${i}`,
 } as const;
 
 /** Options for {@link buildModelGraph}. */
@@ -55,7 +56,8 @@ export interface ModelGraphOptions {
  *
  * Inputs: input_ids, position_ids `[B, S]` int64; attn_bias; logits_index `[B, K]` int64 (which
  * positions get logits); past_key_i / past_value_i `[B, kvH, P, hd]`. Outputs: logits `[B, K, V]`,
- * present_key_i / present_value_i `[B, kvH, P+S, hd]`, hidden_0..hidden_L `[B*S, D]`.
+ * present_key_i / present_value_i `[B, kvH, P+S, hd]`, hidden_0..hidden_L `[B*S, D]`, and
+ * hidden_at_0..hidden_at_L `[B, K, D]` (the residual at the logits_index positions).
  *
  * Throws when a weight is missing or has the wrong shape (message names it and both shapes).
  */
@@ -290,6 +292,18 @@ export function buildModelGraph(
   g.outputs.push({ name: GraphNames.logits, type: OnnxType.FLOAT, shape: ["batch", "k", V] });
   for (let i = 0; i <= L; i++)
     g.outputs.push({ name: GraphNames.hidden(i), type: OnnxType.FLOAT, shape: ["tokens", D] });
+  // The residual at the logits_index positions only: capture fetches these, so it copies
+  // B*K*D floats per layer out of onnxruntime instead of the whole B*S*D.
+  const index3 = g.op("Unsqueeze", [logitsIndex, g.i64([-1])]);
+  for (let i = 0; i <= L; i++) {
+    const h3 = g.op("Reshape", [GraphNames.hidden(i), shapeBSD]);
+    g.opNamed("GatherND", [h3, index3], GraphNames.hiddenAt(i), { batch_dims: 1 });
+    g.outputs.push({
+      name: GraphNames.hiddenAt(i),
+      type: OnnxType.FLOAT,
+      shape: ["batch", "k", D],
+    });
+  }
   return g.build(`${spec.family}_decoder`, { "": 17 });
 }
 
