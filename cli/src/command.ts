@@ -13,3 +13,19 @@ export interface Command {
 export class UsageError extends Error {
   override readonly name = "UsageError";
 }
+
+/** Runs a `node:util` parseArgs call, turning its errors (unknown option, missing value) into `UsageError`. */
+export function parseCli<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (
+      err instanceof TypeError &&
+      "code" in err &&
+      String(err.code).startsWith("ERR_PARSE_ARGS")
+    ) {
+      throw new UsageError(err.message);
+    }
+    throw err;
+  }
+}

@@ -114,3 +114,41 @@ test("a failing step is retried, then reported as failed with nothing published"
     await env.close();
   }
 });
+
+test("a step that publishes its own artifact keeps its manifest and returns its metadata", async () => {
+  const own: StepDefinition<{ n: number }, unknown> = {
+    kind: "own",
+    version: 1,
+    prefix: "own",
+    async *run(p, ctx) {
+      yield { done: 0, total: 1, unit: "x" };
+      const { publishArtifact } = await import("@abl/store");
+      const m = await publishArtifact(
+        ctx.store,
+        ctx.prefix,
+        [{ name: "a.bin", body: new Uint8Array([p.n]) }],
+        {
+          kind: "own-kind",
+          n: p.n,
+        },
+      );
+      return m.meta;
+    },
+  };
+  const env = await setup([own as StepDefinition<never, unknown>]);
+  try {
+    const r = await runStep<{ kind: string; n: number }>(env.opts, "own", { n: 5 });
+    assert.deepEqual(r.result, { kind: "own-kind", n: 5 });
+    const m = await readArtifact(env.store, r.prefix);
+    assert.equal(m?.meta.kind, "own-kind");
+    assert.deepEqual(
+      m?.files.map((f) => f.name),
+      ["a.bin"],
+    );
+    const again = await runStep<{ kind: string; n: number }>(env.opts, "own", { n: 5 });
+    assert.equal(again.cached, true);
+    assert.deepEqual(again.result, { kind: "own-kind", n: 5 });
+  } finally {
+    await env.close();
+  }
+});

@@ -250,13 +250,17 @@ export function startStepWorkers(opts: StepWorkerOptions): StepWorkers {
         r = await gen.next();
       }
       job.signal.throwIfAborted();
-      await writer.commit({
-        kind: def.kind,
-        version: def.version,
-        key: payload.key,
-        params: payload.params,
-        result: r.value,
-      });
+      // A step may publish its artifact itself (with its own manifest metadata); otherwise the
+      // files it wrote through `writer` are committed here with its result.
+      if (!(await readArtifact(opts.store, prefix))) {
+        await writer.commit({
+          kind: def.kind,
+          version: def.version,
+          key: payload.key,
+          params: payload.params,
+          result: r.value,
+        });
+      }
       await emit({ type: "done", kind: def.kind, key: payload.key, cached: false });
     } catch (err) {
       await writer.abort().catch(() => undefined);
