@@ -221,6 +221,37 @@ interface StepInput {
   readonly logitsIndex: BigInt64Array;
   readonly logitsPerRow: number;
   readonly pastKv: ort.Tensor[] | null;
+  /** Preallocated present K/V outputs (from a {@link KvArena}). */
+  readonly kvOut?: ort.Tensor[];
+}
+
+/**
+ * Ping-pong output buffers for the KV cache: onnxruntime writes each step's present K/V into
+ * memory kept from earlier steps rather than fresh allocations (touching new pages is slow on
+ * these machines, reference/machine.md). Step t reads set t%2 and writes set (t+1)%2.
+ */
+class KvArena {
+  private readonly sets: Float32Array[][] = [[], []];
+  private parity = 0;
+  constructor(private readonly count: number) {}
+
+  /** Output tensors `[B, KV, T, hd]` for the next step. */
+  next(shape: readonly [number, number, number, number]): ort.Tensor[] {
+    const size = shape[0] * shape[1] * shape[2] * shape[3];
+    const set = this.sets[this.parity] as Float32Array[];
+    this.parity ^= 1;
+    const out: ort.Tensor[] = [];
+    for (let i = 0; i < this.count; i++) {
+      let buf = set[i];
+      // Grow by half again, so a growing sequence reallocates only now and then.
+      if (!buf || buf.length < size) {
+        buf = new Float32Array(Math.ceil(size * 1.5));
+        set[i] = buf;
+      }
+      out.push(new ort.Tensor("float32", buf.subarray(0, size), [...shape]));
+    }
+    return out;
+  }
 }
 
 class OrtEngine implements Engine {
@@ -278,6 +309,15 @@ class OrtEngine implements Engine {
     }
     const names: string[] = [];
     if (fetch.logits) names.push(GraphNames.logits);
+    if (inp.kvOut) {
+      const fetches: Record<string, ort.Tensor | null> = {};
+      for (const n of names) fetches[n] = null;
+      for (let l = 0; l < spec.numLayers; l++) {
+        fetches[GraphNames.presentKey(l)] = inp.kvOut[2 * l] as ort.Tensor;
+        fetches[GraphNames.presentValue(l)] = inp.kvOut[2 * l + 1] as ort.Tensor;
+      }
+      return await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
+    }
     if (fetch.kv)
       for (let l = 0; l < spec.numLayers; l++)
         names.push(GraphNames.presentKey(l), GraphNames.presentValue(l));
@@ -515,6 +555,8 @@ class OrtEngine implements Engine {
     let total = packed.S;
     let nextPos = prompts.map((p) => p.length);
     const prefillIndex = new BigInt64Array(packed.B).fill(BigInt(packed.S - 1));
+    const arena = new KvArena(2 * spec.numLayers);
+    let kvOut = arena.next([packed.B, KV, total, hd]);
     let out = await this.run(
       {
         batch: packed.B,
@@ -526,6 +568,7 @@ class OrtEngine implements Engine {
         logitsIndex: prefillIndex,
         logitsPerRow: 1,
         pastKv: null,
+        kvOut,
       },
       { logits: true, kv: true, hidden: false },
     );
@@ -569,22 +612,21 @@ class OrtEngine implements Engine {
       const keep = active.map((pi, r) => (finish[pi] === undefined ? r : -1)).filter((r) => r >= 0);
       if (keep.length === 0) break;
       // Decode step: one new token per active row.
-      let pastKv: ort.Tensor[] = [];
-      for (let l = 0; l < spec.numLayers; l++)
-        pastKv.push(
-          out[GraphNames.presentKey(l)] as ort.Tensor,
-          out[GraphNames.presentValue(l)] as ort.Tensor,
-        );
+      let pastKv = kvOut;
       if (keep.length < active.length) {
-        // Drop finished rows from the cache so they cost nothing more.
+        // Drop finished rows from the cache so they cost nothing more (moved down in place).
         const rowSize = KV * total * hd;
         pastKv = pastKv.map((t) => {
-          const src = t.data as Float32Array;
-          const dst = new Float32Array(keep.length * rowSize);
+          const data = t.data as Float32Array;
           keep.forEach((r, j) => {
-            dst.set(src.subarray(r * rowSize, (r + 1) * rowSize), j * rowSize);
+            if (r !== j) data.copyWithin(j * rowSize, r * rowSize, (r + 1) * rowSize);
           });
-          return new ort.Tensor("float32", dst, [keep.length, KV, total, hd]);
+          return new ort.Tensor("float32", data.subarray(0, keep.length * rowSize), [
+            keep.length,
+            KV,
+            total,
+            hd,
+          ]);
         });
         const kv2 = new Uint8Array(keep.length * total);
         keep.forEach((r, j) => {
@@ -608,6 +650,7 @@ class OrtEngine implements Engine {
         ids[r] = BigInt(seq[seq.length - 1] as number);
         pos[r] = BigInt(nextPos[r] as number);
       }
+      kvOut = arena.next([B, KV, newTotal, hd]);
       out = await this.run(
         {
           batch: B,
@@ -619,6 +662,7 @@ class OrtEngine implements Engine {
           logitsIndex: new BigInt64Array(B),
           logitsPerRow: 1,
           pastKv,
+          kvOut,
         },
         { logits: true, kv: true, hidden: false },
       );
