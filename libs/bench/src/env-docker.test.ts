@@ -13,21 +13,24 @@ let log: string;
 
 before(async () => {
   tmp = await mkdtemp(join(tmpdir(), "abl-dock-"));
-  log = join(tmp, "argv.jsonl");
+  log = join(tmp, "argv.log");
   fake = join(tmp, "docker");
-  // A fake docker CLI: records argv; `image inspect` says missing; `exec ... exit 7` fails.
+  // A fake docker CLI (bash, quick to start): records argv; `image inspect` says missing;
+  // `exec ... exit 7` fails.
   await writeFile(
     fake,
-    `#!/usr/bin/env node
-const fs = require("node:fs");
-const a = process.argv.slice(2);
-fs.appendFileSync(${JSON.stringify(log)}, JSON.stringify(a) + "\\n");
-if (a[0] === "image" && a[1] === "inspect") process.exit(1);
-if (a[0] === "run") { process.stdout.write("c0ffee\\n"); process.exit(0); }
-if (a[0] === "exec" && a.at(-1) === "exit 7") { process.stderr.write("boom\\n"); process.exit(7); }
-if (a[0] === "exec" && a.includes("timeout") && a.at(-1) === "sleep 99") process.exit(124);
-if (a[0] === "exec" && a[2] === "tmux") { process.stdout.write("screen\\n"); }
-process.exit(0);
+    `#!/bin/bash
+# argv: fields separated by 0x1f, records by 0x1e.
+{ printf '%s\\x1f' "$@"; printf '\\x1e'; } >> ${JSON.stringify(log)}
+case "$1 $2" in "image inspect") exit 1 ;; esac
+[ "$1" = run ] && { echo c0ffee; exit 0; }
+last="\${!#}"
+if [ "$1" = exec ]; then
+  [ "$last" = "exit 7" ] && { echo boom >&2; exit 7; }
+  [ "$last" = "sleep 99" ] && [[ " $* " == *" timeout "* ]] && exit 124
+  [ "$3" = tmux ] && echo screen
+fi
+exit 0
 `,
   );
   await chmod(fake, 0o755);
@@ -38,9 +41,9 @@ after(async () => {
 
 async function calls(): Promise<string[][]> {
   return (await readFile(log, "utf8"))
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as string[]);
+    .split("\x1e")
+    .filter((r) => r !== "")
+    .map((r) => r.split("\x1f").slice(0, -1));
 }
 
 describe("docker environment (fake docker CLI)", () => {

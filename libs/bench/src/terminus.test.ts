@@ -160,6 +160,23 @@ describe("Terminus-2 agent driven by a scripted model in the real sandbox", () =
     assert.match(trace, /"kind":"summarization"/);
   });
 
+  it("summarizes proactively when the known context limit is nearly used", async () => {
+    const big = { ...(act(["echo one\n"]) as { content: string }), tokensIn: 3000, tokensOut: 100 };
+    const steps: FakeModelStep[] = [
+      big,
+      { content: "SUMMARY: nothing written yet." },
+      { content: "1. Is hello.txt there?" },
+      { content: "1. No." },
+      act([WRITE_HELLO]),
+      DONE,
+      DONE,
+    ];
+    const { result, requests } = await trial(steps, { contextLimitTokens: 10_000 });
+    assert.equal(result.outcome, "passed", result.detail);
+    assert.match(requests[1]!.messages.at(-1)!.content, /run out of context/);
+    assert.equal(result.agent.flags.temperature, 0.7);
+  });
+
   it("an agent writing /logs/verifier/reward.* itself is ignored", async () => {
     const cheat = act([
       "mkdir -p /logs/verifier && echo 1 > /logs/verifier/reward.txt && echo '{\"reward\": 1}' > /logs/verifier/reward.json\n",

@@ -49,8 +49,6 @@ export interface TerminusOptions {
   readonly contextLimitTokens?: number;
   /** Summarize when the context fills (upstream default true). */
   readonly enableSummarize?: boolean;
-  /** Seconds slept per command are divided by this (tests only; recorded as a flag). */
-  readonly durationScale?: number;
 }
 
 /** Creates a Terminus-2 agent over an LLM client. */
@@ -62,9 +60,6 @@ export function createTerminusAgent(options: TerminusOptions): Agent {
   if (llm.sampling.max_tokens !== undefined) flags.maxTokens = llm.sampling.max_tokens;
   if (llm.sampling.temperature !== undefined) flags.temperature = llm.sampling.temperature;
   if (options.enableSummarize === false) flags.enableSummarize = false;
-  if (options.durationScale !== undefined && options.durationScale !== 1) {
-    flags.durationScale = options.durationScale;
-  }
   const parse = (text: string): ParseResult =>
     format === "json"
       ? parseJsonResponse(text, { acceptSplitJson: options.acceptSplitJson ?? false })
@@ -90,7 +85,6 @@ export function createTerminusAgent(options: TerminusOptions): Agent {
       let lastContextTokens = 0;
       let summariesInARow = 0;
       const maxTurns = options.maxTurns ?? Number.POSITIVE_INFINITY;
-      const scale = options.durationScale ?? 1;
 
       const chat = async (msgs: readonly ChatMessage[]): Promise<ChatCompletion> => {
         const c = await llm.chat(msgs, signal);
@@ -269,7 +263,7 @@ export function createTerminusAgent(options: TerminusOptions): Agent {
           const duration = Math.min(c.duration, MAX_COMMAND_DURATION_SEC);
           await session.sendKeys(c.keystrokes, signal);
           sent.push({ keystrokes: c.keystrokes, duration });
-          await sleep((duration * 1000) / scale, undefined, { signal });
+          await sleep(duration * 1000, undefined, { signal });
         }
         const full = await session.capture(true, signal);
         screen = await session.capture(false, signal);
