@@ -340,8 +340,14 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
 
     const worker = async (): Promise<void> => {
       let consumer: Awaited<ReturnType<typeof js.consumers.get>> | undefined;
+      let recreate = false;
       while (!stopSignal.aborted) {
         try {
+          if (recreate) {
+            // The durable vanished (deleted, or a memory-storage server restarted): make it again.
+            await ensureConsumer(kind, durable, opts.ackWaitMs, opts.maxDeliver);
+            recreate = false;
+          }
           consumer ??= await js.consumers.get(JOBS_STREAM, durable);
           const m = await consumer.next({ expires: PULL_EXPIRES_MS });
           if (!m) continue;
@@ -350,9 +356,10 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
             return;
           }
           await handle(m);
-        } catch {
+        } catch (err) {
           // Server restarting or connection lost: the client reconnects by itself; retry soon.
           consumer = undefined;
+          recreate = err instanceof JetStreamApiError;
           await sleep(PULL_RETRY_MS);
         }
       }
@@ -394,7 +401,16 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
 
     const run = async (): Promise<void> => {
       try {
-        await ensureConsumer(kind, durable, opts.ackWaitMs, opts.maxDeliver);
+        // Retry while the server is unreachable; a JetStream API error (bad config) is fatal.
+        for (;;) {
+          try {
+            await ensureConsumer(kind, durable, opts.ackWaitMs, opts.maxDeliver);
+            break;
+          } catch (err) {
+            if (err instanceof JetStreamApiError || stopSignal.aborted) throw err;
+            await sleep(PULL_RETRY_MS);
+          }
+        }
         await Promise.all(Array.from({ length: opts.concurrency }, worker));
       } finally {
         advisory.unsubscribe();
