@@ -281,6 +281,88 @@ describe("rpc over loopback", () => {
     },
   );
 
+  test(
+    "streams honour flow control and a cancel reaches a writer blocked on it",
+    HANG_GUARD,
+    async () => {
+      // 300 x 16 KiB is far beyond HTTP/2's 64 KiB window, so the server must wait for drains.
+      const payload = "x".repeat(16 * 1024);
+      const total = 300;
+      let produced = 0;
+      const cleaned = deferred<string>();
+      hooks = {
+        stream: async function* (ctx) {
+          try {
+            for (let i = 0; i < total; i++) {
+              produced = i + 1;
+              yield i;
+            }
+          } finally {
+            cleaned.resolve(ctx.signal.aborted ? (ctx.signal.reason as RpcError).code : "none");
+          }
+        },
+      };
+      const big = {
+        ...impl,
+        async *watchCapture(req: { jobId: string }, ctx: HandlerContext) {
+          for await (const { event } of impl.watchCapture(req as never, ctx)) {
+            yield { event: { ...event, message: payload } };
+          }
+        },
+      };
+      const server2 = createServer({ log });
+      server2.add(CaptureService, big as ServiceImpl<typeof CaptureService>);
+      const address2 = `127.0.0.1:${await server2.listen("127.0.0.1:0")}`;
+      const client = createClient(CaptureService, { address: address2 });
+      try {
+        let n = 0;
+        for await (const { event } of client.watchCapture({ jobId: "j" })) {
+          assert.equal(event?.message.length, payload.length);
+          n++;
+        }
+        assert.equal(n, total);
+        assert.equal(await cleaned.promise, "none");
+
+        const cleanedOnCancel = deferred<string>();
+        hooks = {
+          stream: async function* (ctx) {
+            try {
+              for (let i = 0; i < total; i++) {
+                produced = i + 1;
+                yield i;
+              }
+            } finally {
+              cleanedOnCancel.resolve(
+                ctx.signal.aborted ? (ctx.signal.reason as RpcError).code : "none",
+              );
+            }
+          },
+        };
+        produced = 0;
+        const controller = new AbortController();
+        await assert.rejects(
+          (async () => {
+            let seen = 0;
+            for await (const _ of client.watchCapture(
+              { jobId: "j" },
+              { signal: controller.signal },
+            )) {
+              // Stop reading until the server is blocked on flow control, then cancel.
+              if (++seen === 1) await new Promise((r) => setTimeout(r, 300));
+              if (seen === 1) controller.abort();
+            }
+          })(),
+          (e: unknown) => e instanceof RpcError && e.code === "CANCELLED",
+        );
+        assert.equal(await cleanedOnCancel.promise, "CANCELLED");
+        assert.ok(produced < total);
+      } finally {
+        client.close();
+        await server2.shutdown({ graceMs: 2_000 });
+      }
+    },
+  );
+
   test("errors map to status codes; internal details stay in the log", HANG_GUARD, async () => {
     const cases: Array<[Error, string, string]> = [
       [new ObjectNotFoundError("no object at models/abc"), "NOT_FOUND", "no object at models/abc"],

@@ -69,6 +69,22 @@ export interface RpcServer {
 }
 
 /**
+ * Waits until the client has read enough for writes to go on (HTTP/2 flow control), or until
+ * the call ends (client gone, server force-closed), whichever comes first.
+ */
+function drained(call: ServerWritableStream<unknown, unknown>): Promise<void> {
+  if (call.cancelled || call.destroyed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const events = ["drain", "cancelled", "close", "error"] as const;
+    const done = () => {
+      for (const e of events) call.off(e, done);
+      resolve();
+    };
+    for (const e of events) call.on(e, done);
+  });
+}
+
+/**
  * Creates a gRPC server for protobuf-es service descriptors on @grpc/grpc-js. Handlers are
  * `(req, ctx) => Promise<Res>` (unary) or `async function*` (server streaming); errors they throw
  * go through {@link toGrpcStatus}, with the full error in the log. grpc.health.v1 is served too.
@@ -168,18 +184,7 @@ export function createServer(options: ServerOptions): RpcServer {
         const responses = handler(call.request, ctx) as AsyncIterable<object>;
         for await (const response of responses) {
           if (call.cancelled) break;
-          if (!call.write(response)) {
-            // Respect HTTP/2 flow control: wait for the client to read, or for the call to end.
-            await new Promise<void>((resolve) => {
-              const done = () => {
-                call.off("drain", done);
-                ctx.signal.removeEventListener("abort", done);
-                resolve();
-              };
-              call.on("drain", done);
-              ctx.signal.addEventListener("abort", done, { once: true });
-            });
-          }
+          if (!call.write(response)) await drained(call);
         }
         // A stream that stops because the server is going away must not look complete.
         if (ctx.signal.aborted) throw ctx.signal.reason;
