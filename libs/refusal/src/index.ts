@@ -124,6 +124,7 @@ export {
   type SelectionPolicy,
   selectLayer,
 } from "./layer-selection.ts";
+export { MAX_MODEL_FILES, MODEL_COMPLETE_MARKER, materializeModel } from "./model-cache.ts";
 export { modelFolderDigest } from "./model-digest.ts";
 export {
   type ChatCompletion,

@@ -1,0 +1,81 @@
+/**
+ * Capture service process: reads its environment, connects the bus and the store, serves
+ * CaptureService over gRPC and consumes `capture` jobs. SIGTERM/SIGINT drain and exit.
+ *
+ * Environment: NATS_URL (required), ABL_STORE (s3://bucket or a folder, required),
+ * ABL_S3_ENDPOINT / ABL_S3_ACCESS_KEY / ABL_S3_SECRET_KEY / ABL_S3_REGION for s3:// stores,
+ * ABL_MODEL_CACHE (default $TMPDIR/abl-models), HF_ENDPOINT / HF_TOKEN for hf: prompt sources,
+ * ABL_PYTHON (transformers worker, default python3), GRPC_PORT (default 50051),
+ * METRICS_PORT (default 9464), LOG_LEVEL (default info).
+ */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNatsBus } from "@abl/bus";
+import { createLocalWorkerLauncher } from "@abl/refusal";
+import { CaptureService, runGrpcService } from "@abl/rpc";
+import { openStore } from "@abl/store";
+import { createLogger, createMetrics } from "@abl/telemetry";
+import { consumeCaptureJobs } from "./capture-consumer.ts";
+import { createCaptureHandlers } from "./capture-handlers.ts";
+import { CAPTURE_JOBS_BUCKET } from "./job-records.ts";
+
+const env = process.env;
+function required(name: string): string {
+  const v = env[name];
+  if (!v) throw new Error(`environment variable ${name} is required`);
+  return v;
+}
+function port(name: string, fallback: number): number {
+  const v = Number(env[name] ?? fallback);
+  if (!Number.isInteger(v) || v < 0 || v > 65535)
+    throw new Error(`${name}=${env[name]} is not a port number`);
+  return v;
+}
+
+const log = createLogger({ service: "capture", level: (env.LOG_LEVEL ?? "info") as "info" });
+const registry = createMetrics({ service: "capture" });
+const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
+const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
+const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
+const store = openStore(
+  required("ABL_STORE"),
+  endpoint && accessKey && secretKey
+    ? {
+        endpoint,
+        accessKey,
+        secretKey,
+        region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
+      }
+    : undefined,
+);
+const sources = {
+  ...(env.HF_ENDPOINT ? { hfEndpoint: env.HF_ENDPOINT } : {}),
+  ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}),
+};
+const bus = await createNatsBus({ servers: required("NATS_URL"), name: "abl-capture" });
+const kv = await bus.kv(CAPTURE_JOBS_BUCKET, { history: 1 });
+const controller = new AbortController();
+const svc = await runGrpcService({
+  log,
+  registry,
+  grpcAddress: `0.0.0.0:${port("GRPC_PORT", 50051)}`,
+  telemetryPort: port("METRICS_PORT", 9464),
+  register: (server) =>
+    server.add(CaptureService, createCaptureHandlers({ bus, store, kv, sources })),
+  onShutdown: async () => {
+    controller.abort();
+    await consumer.stop();
+    await bus.close();
+  },
+});
+const consumer = consumeCaptureJobs({
+  bus,
+  store,
+  kv,
+  log,
+  sources,
+  modelCacheDir: env.ABL_MODEL_CACHE ?? join(tmpdir(), "abl-models"),
+  launcher: createLocalWorkerLauncher({ python: env.ABL_PYTHON ?? "python3" }),
+  signal: AbortSignal.any([svc.signal, controller.signal]),
+});
+log.info({ grpcPort: svc.grpcPort, store: store.location }, "capture listening");
