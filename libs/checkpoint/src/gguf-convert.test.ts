@@ -8,6 +8,7 @@ import {
   convertGgufToHf,
   GgufConvertError,
   ggufTensorNameToHf,
+  inferLlama3RopeScaling,
   unpermuteRows,
 } from "./gguf-convert.ts";
 
@@ -163,6 +164,38 @@ describe("convertGgufToHf", () => {
     );
     const left = (await readdir(dir)).filter((x) => x.includes("aborted"));
     assert.deepEqual(left, []);
+  });
+
+  it("recovers llama3 rope scaling from rope_freqs and drops that tensor", async () => {
+    const out = join(dir, "llama3-rope");
+    await convertGgufToHf(join(FIXTURES, "tiny-llama3-rope.gguf"), out);
+    const config = JSON.parse(await readFile(join(out, "config.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
+    assert.deepEqual(config.rope_scaling, {
+      rope_type: "llama3",
+      factor: 32,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position_embeddings: 8192,
+    });
+    assert.equal(config.max_position_embeddings, 131072);
+    const st = await readSafetensors(join(out, "model.safetensors"));
+    try {
+      assert.ok(!st.names.some((n) => n.includes("rope")), st.names.join());
+      assert.equal(st.names.length, 11);
+    } finally {
+      await st.close();
+    }
+    // Divisors no known parameter set produces are refused, naming the factor.
+    const odd = new Float32Array(8).fill(1);
+    odd[7] = 3;
+    odd[6] = 2.5;
+    assert.throws(
+      () => inferLlama3RopeScaling(odd, 500000, 16),
+      /matches no known llama3 rope scaling \(factor 3;/,
+    );
   });
 
   it("maps names and unpermutes rows", () => {

@@ -184,10 +184,72 @@ function torchDType(d: GgufConvertDType): string {
   return d === "f32" ? "float32" : d === "bf16" ? "bfloat16" : "float16";
 }
 
-/** Builds `config.json` from the GGUF metadata and tensor shapes. */
+/** llama.cpp's tensor of per-frequency rope divisors, written for llama3-style rope scaling. */
+const ROPE_FREQS = "rope_freqs.weight";
+
+/**
+ * Parameter sets of llama3-style rope scaling to recognise: GGUF keeps only the resulting
+ * per-frequency divisors (rope_freqs), not these. Every Llama 3.1/3.2/3.3 release uses low 1,
+ * high 4, original context 8192; the factor is read off the largest divisor.
+ */
+const LLAMA3_ROPE_CANDIDATES = [{ low: 1, high: 4, original: 8192 }] as const;
+
+/**
+ * Recovers HF's `rope_scaling` (rope_type llama3) from llama.cpp's rope_freqs: recomputes the
+ * divisors each known parameter set implies (the smooth ramp between the low- and high-frequency
+ * wavelengths of Llama 3.1) and returns the set that reproduces them, or throws.
+ */
+export function inferLlama3RopeScaling(
+  freqs: Float32Array,
+  theta: number,
+  ropeDims: number,
+): Record<string, unknown> {
+  if (freqs.length !== ropeDims / 2) {
+    throw new GgufConvertError(
+      `${ROPE_FREQS} has ${freqs.length} values; ${ropeDims} rotary dims need ${ropeDims / 2}`,
+    );
+  }
+  const factor = Math.max(...freqs);
+  for (const c of LLAMA3_ROPE_CANDIDATES) {
+    const lowWavelen = c.original / c.low;
+    const highWavelen = c.original / c.high;
+    let ok = true;
+    for (let i = 0; i < freqs.length && ok; i++) {
+      const inv = 1 / theta ** ((2 * i) / ropeDims);
+      const wavelen = (2 * Math.PI) / inv;
+      let want: number;
+      if (wavelen < highWavelen) want = 1;
+      else if (wavelen > lowWavelen) want = factor;
+      else {
+        const smooth = (c.original / wavelen - c.low) / (c.high - c.low);
+        want = 1 / ((1 - smooth) / factor + smooth);
+      }
+      // Both sides went through f32 in places; 1e-5 relative separates parameter sets easily.
+      ok = Math.abs(freqs[i]! - want) <= 1e-5 * Math.max(1, Math.abs(want));
+    }
+    if (ok) {
+      return {
+        rope_type: "llama3",
+        factor,
+        low_freq_factor: c.low,
+        high_freq_factor: c.high,
+        original_max_position_embeddings: c.original,
+      };
+    }
+  }
+  throw new GgufConvertError(
+    `${ROPE_FREQS} matches no known llama3 rope scaling (factor ${factor}; tried low/high/original ${LLAMA3_ROPE_CANDIDATES.map((c) => `${c.low}/${c.high}/${c.original}`).join(", ")})`,
+  );
+}
+
+/**
+ * Builds `config.json` from the GGUF metadata and tensor shapes. `ropeFreqs` are the values of
+ * rope_freqs.weight, needed when the file has one (llama3 rope scaling).
+ */
 export function ggufToHfConfig(
   header: GgufHeader,
   dtype: GgufConvertDType = "f32",
+  ropeFreqs?: Float32Array,
 ): Record<string, unknown> {
   const arch = ggufOptionalString(header, "general.architecture");
   const spec = arch === undefined ? undefined : ARCHITECTURES[arch];
@@ -256,10 +318,15 @@ export function ggufToHfConfig(
   } else {
     config.rope_scaling = null;
   }
-  if (header.tensors.some((t) => t.name === "rope_freqs.weight")) {
+  const hasRopeFreqs = header.tensors.some((t) => t.name === ROPE_FREQS);
+  if (hasRopeFreqs && !ropeFreqs) {
     throw new GgufConvertError(
-      "rope_freqs.weight (llama3-style rope scaling) cannot be converted: its low/high frequency factors are not recorded in GGUF metadata",
+      `${ROPE_FREQS} is present: pass its values to recover the llama3 rope scaling`,
     );
+  }
+  if (hasRopeFreqs && ropeFreqs) {
+    const ropeDims = ggufOptionalNumber(header, k("rope.dimension_count")) ?? headDim;
+    config.rope_scaling = inferLlama3RopeScaling(ropeFreqs, config.rope_theta as number, ropeDims);
   }
   const bos = ggufOptionalNumber(header, "tokenizer.ggml.bos_token_id");
   const eos = ggufOptionalNumber(header, "tokenizer.ggml.eos_token_id");
@@ -284,7 +351,8 @@ function plan(
   const heads = config.num_attention_heads as number;
   const kvHeads = config.num_key_value_heads as number;
   const layers = config.num_hidden_layers as number;
-  return header.tensors.map((info) => {
+  return header.tensors.flatMap((info) => {
+    if (info.name === ROPE_FREQS) return []; // folded into config.rope_scaling
     assertGgufTensorSupported(info);
     const hfName = ggufTensorNameToHf(info.name);
     const layer = /^blk\.(\d+)\./.exec(info.name);
@@ -296,7 +364,7 @@ function plan(
     let unpermuteHeads: number | undefined;
     if (permutedQK && /\.attn_q\.(weight|bias)$/.test(info.name)) unpermuteHeads = heads;
     if (permutedQK && /\.attn_k\.(weight|bias)$/.test(info.name)) unpermuteHeads = kvHeads;
-    return { info, hfName, shape: [...info.dims].reverse(), unpermuteHeads };
+    return [{ info, hfName, shape: [...info.dims].reverse(), unpermuteHeads }];
   });
 }
 
@@ -355,7 +423,17 @@ export async function* convertGguf(
   let published = false;
   try {
     const header = await readGgufHeaderFrom(fh);
-    const config = ggufToHfConfig(header, dtype);
+    const freqsInfo = header.tensors.find((t) => t.name === ROPE_FREQS);
+    let ropeFreqs: Float32Array | undefined;
+    if (freqsInfo) {
+      assertGgufTensorSupported(freqsInfo);
+      ropeFreqs = dequantizeGgml(
+        freqsInfo.type.name,
+        await readGgufTensorBytes(fh, freqsInfo),
+        freqsInfo.elements,
+      );
+    }
+    const config = ggufToHfConfig(header, dtype, ropeFreqs);
     const arch = header.metadata.get("general.architecture") as string;
     const tensors = plan(header, config, ARCHITECTURES[arch]!.permutedQK);
     const tokenizer = rebuildGgufTokenizer(header, config.max_position_embeddings as number);

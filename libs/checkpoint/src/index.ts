@@ -35,6 +35,7 @@ export {
   type GgufConvertResult,
   ggufTensorNameToHf,
   ggufToHfConfig,
+  inferLlama3RopeScaling,
   unpermuteRows,
 } from "./gguf-convert.ts";
 export { dequantizeGgml } from "./gguf-dequantize.ts";
