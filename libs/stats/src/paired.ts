@@ -60,6 +60,10 @@ export function signTest(
  * number of tasks by counting sums on this integer lattice.
  */
 export const PERMUTATION_LATTICE = 2520;
+/** Divisors of {@link PERMUTATION_LATTICE}, ascending: candidate lattice steps. */
+const LATTICE_STEPS = Array.from({ length: PERMUTATION_LATTICE }, (_, i) => i + 1).filter(
+  (k) => PERMUTATION_LATTICE % k === 0,
+);
 /** Largest |Σ| on the lattice counted exactly (array of 2·this+1 doubles, ~16 MiB). */
 const MAX_LATTICE_SUM = 1_000_000;
 /** Enumerate all 2^n sign flips up to this many non-zero off-lattice differences. */
@@ -116,14 +120,18 @@ export function permutationTest(
   let pG: number;
   let pL: number;
   let note: string | undefined;
-  const scaled = d.map((x) => x * PERMUTATION_LATTICE);
-  const onLattice = scaled.every((x) => Math.abs(x - Math.round(x)) < 1e-6);
-  const lattice = onLattice
-    ? latticeTails(
-        scaled.map((x) => Math.round(x)),
-        scaled.reduce((s, x) => s + Math.round(x), 0),
-      )
-    : null;
+  // The coarsest lattice that holds every difference keeps the convolution small.
+  const step = LATTICE_STEPS.find((L) =>
+    d.every((x) => Math.abs(x * L - Math.round(x * L)) < 1e-6),
+  );
+  const scaled = step === undefined ? [] : d.map((x) => x * step);
+  const lattice =
+    step !== undefined
+      ? latticeTails(
+          scaled.map((x) => Math.round(x)),
+          scaled.reduce((s, x) => s + Math.round(x), 0),
+        )
+      : null;
   if (lattice) {
     pG = lattice.geq;
     pL = lattice.leq;
