@@ -80,6 +80,10 @@ export function editHiddenLast(
   const h = r.length;
   const size = dtype === "F32" ? 4 : 2;
   const row = scratch.row(h);
+  if (dtype === "BF16") {
+    editHiddenLastBf16(bytes, rows, r, lambda, method, stats, row);
+    return;
+  }
   for (let k = 0; k < rows; k++) {
     const rowBytes = bytes.subarray(k * h * size, (k + 1) * h * size);
     decodeToF32(dtype, rowBytes, row, h);
@@ -103,6 +107,61 @@ export function editHiddenLast(
     let dot1 = 0;
     let n2 = 0;
     for (let i = 0; i < h; i++) {
+      const w = row[i]!;
+      dot1 += w * r[i]!;
+      n2 += w * w;
+    }
+    stats.leakBefore += dot * dot;
+    stats.leakAfter += dot1 * dot1;
+    stats.normBefore += n0;
+    stats.normAfter += n2;
+    if (method === "norm-preserving" && n0 > 0) {
+      const change = Math.abs(Math.sqrt(n2 / n0) - 1);
+      if (change > stats.maxVectorNormChange) stats.maxVectorNormChange = change;
+    }
+  }
+}
+
+/** {@link editHiddenLast} for bf16 with decode and rounding fused into the loops. */
+function editHiddenLastBf16(
+  bytes: Uint8Array,
+  rows: number,
+  r: Float64Array,
+  lambda: number,
+  method: PatchMethod,
+  stats: EditStats,
+  row: Float32Array,
+): void {
+  const h = r.length;
+  const words = new Uint16Array(bytes.buffer, bytes.byteOffset, rows * h);
+  const bits = new Uint32Array(row.buffer, row.byteOffset, h);
+  for (let k = 0; k < rows; k++) {
+    const base = k * h;
+    let dot = 0;
+    let n0 = 0;
+    for (let i = 0; i < h; i++) {
+      bits[i] = words[base + i]! << 16;
+      const w = row[i]!;
+      dot += w * r[i]!;
+      n0 += w * w;
+    }
+    const c = lambda * dot;
+    let scale = 1;
+    if (method === "norm-preserving") {
+      const n1 = n0 - 2 * c * dot + c * c;
+      scale = n1 > 0 ? Math.sqrt(n0 / n1) : 1;
+    }
+    let dot1 = 0;
+    let n2 = 0;
+    for (let i = 0; i < h; i++) {
+      row[i] = (row[i]! - c * r[i]!) * scale;
+      const u = bits[i]!;
+      const b =
+        (u & 0x7fffffff) > 0x7f800000
+          ? (u >>> 16) | 0x0040
+          : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+      words[base + i] = b;
+      bits[i] = b << 16;
       const w = row[i]!;
       dot1 += w * r[i]!;
       n2 += w * w;
@@ -150,6 +209,22 @@ export function accumulateHiddenFirst(
   const size = dtype === "F32" ? 4 : 2;
   const row = scratch.row(n);
   const { dot, norm } = sums;
+  if (dtype === "BF16") {
+    // Fused decode: bf16 bits shifted into the float32 scratch's bit view, read back as floats.
+    const src = new Uint16Array(bytes.buffer, bytes.byteOffset, count * n);
+    const bits = new Uint32Array(row.buffer, row.byteOffset, n);
+    for (let k = 0; k < count; k++) {
+      const ri = r[row0 + k]!;
+      const base = k * n;
+      for (let j = 0; j < n; j++) {
+        bits[j] = src[base + j]! << 16;
+        const w = row[j]!;
+        dot[j]! += ri * w;
+        norm[j]! += w * w;
+      }
+    }
+    return;
+  }
   for (let k = 0; k < count; k++) {
     decodeToF32(dtype, bytes.subarray(k * n * size, (k + 1) * n * size), row, n);
     const ri = r[row0 + k]!;
@@ -196,6 +271,31 @@ export function applyHiddenFirst(
   const size = dtype === "F32" ? 4 : 2;
   const row = scratch.row(n);
   const { coef, scale, dotAfter, normAfter } = sums;
+  if (dtype === "BF16") {
+    // One fused loop: decode, edit in f64, round to f32 (store into the scratch), round once to
+    // bf16 (nearest even; NaN kept quiet), and accumulate the stored value's statistics.
+    const words = new Uint16Array(bytes.buffer, bytes.byteOffset, count * n);
+    const bits = new Uint32Array(row.buffer, row.byteOffset, n);
+    for (let k = 0; k < count; k++) {
+      const ri = r[row0 + k]!;
+      const base = k * n;
+      for (let j = 0; j < n; j++) {
+        bits[j] = words[base + j]! << 16;
+        row[j] = (row[j]! - ri * coef[j]!) * scale[j]!;
+        const u = bits[j]!;
+        const b =
+          (u & 0x7fffffff) > 0x7f800000
+            ? (u >>> 16) | 0x0040
+            : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+        words[base + j] = b;
+        bits[j] = b << 16;
+        const w = row[j]!;
+        dotAfter[j]! += ri * w;
+        normAfter[j]! += w * w;
+      }
+    }
+    return;
+  }
   for (let k = 0; k < count; k++) {
     const rowBytes = bytes.subarray(k * n * size, (k + 1) * n * size);
     decodeToF32(dtype, rowBytes, row, n);
