@@ -7,6 +7,7 @@ export {
   newAgentStats,
   type TurnRecord,
 } from "./agent.ts";
+export { collectFiles, MAX_RECORD_FILE_BYTES } from "./collect.ts";
 export {
   type DatasetRef,
   GIT_FETCH_TIMEOUT_MS,
@@ -123,7 +124,6 @@ export {
   type TrialSpec,
 } from "./trial.ts";
 export {
-  MAX_VERIFIER_FILE_BYTES,
   rewardFromJson,
   runVerifier,
   type VerifierResult,

@@ -60,6 +60,8 @@ describe("shipped local tasks in the real sandbox", () => {
     assert.equal((await readFile(join(base, "verifier", "reward.txt"), "utf8")).trim(), "1");
     const trace = await readFile(join(base, "agent", "trace.jsonl"), "utf8");
     assert.equal(trace.trim().split("\n").length, 1);
+    const oracleLog = await readFile(join(base, "agent", "logs", "oracle.txt"), "utf8");
+    assert.equal(typeof oracleLog, "string");
     const config = JSON.parse(await readFile(join(base, "config.json"), "utf8"));
     assert.equal(config.agent.name, "oracle");
   });

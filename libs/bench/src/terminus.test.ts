@@ -92,6 +92,8 @@ describe("Terminus-2 agent driven by a scripted model in the real sandbox", () =
     const trace = (await readFile(join(dir, "agent", "trace.jsonl"), "utf8")).trim().split("\n");
     assert.equal(trace.length, 3);
     assert.equal(JSON.parse(trace[0]!).commands[0].keystrokes, WRITE_HELLO);
+    const pane = await readFile(join(dir, "agent", "logs", "terminus_2.pane"), "utf8");
+    assert.match(pane, /hello\.txt/);
   });
 
   const split: FakeModelStep = {

@@ -2,7 +2,8 @@
  * One trial: start the environment, run the agent under the task's agent timeout, run the
  * verifier (also after an agent timeout, with the agent's processes still running), stop the
  * environment on every path, and write the record to the object store: `config.json` first, then
- * the trajectory (`agent/turn-NNNN.json`, `agent/trace.jsonl`), `verifier/*`, and `result.json`
+ * the trajectory (`agent/turn-NNNN-<kind>.json`, `agent/trace.jsonl`, `agent/logs/*` from
+ * /logs/agent), `verifier/*`, and `result.json`
  * last, so a trial with a result is complete (resume skips it). Environment and LLM errors are
  * retried up to `maxAttempts` and, if they persist, recorded with a null reward — never as 0.
  */
@@ -10,6 +11,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ObjectStore } from "@abl/store";
 import { type Agent, newAgentStats, type TurnRecord } from "./agent.ts";
+import { collectFiles } from "./collect.ts";
 import type { Environment, EnvironmentFactory } from "./environment.ts";
 import { EnvironmentError, LlmError } from "./errors.ts";
 import type { TrialOutcome, TrialResult } from "./records.ts";
@@ -77,6 +79,8 @@ export async function readTrialResult(
 }
 
 interface AttemptOutcome {
+  /** Files of /logs/agent (pane log, oracle output), best effort. */
+  agentLogs: Record<string, Uint8Array>;
   outcome: TrialOutcome;
   reward: number | null;
   detail: string;
@@ -169,6 +173,9 @@ export async function runTrial(spec: TrialSpec, options: RunTrialOptions): Promi
     `${base}/agent/trace.jsonl`,
     enc.encode(a.turns.map((t) => JSON.stringify(t)).join("\n") + (a.turns.length ? "\n" : "")),
   );
+  for (const [name, data] of Object.entries(a.agentLogs)) {
+    await store.put(`${base}/agent/logs/${name}`, data);
+  }
   for (const [name, data] of Object.entries(a.verifier?.files ?? {})) {
     await store.put(`${base}/verifier/${name}`, data);
   }
@@ -214,6 +221,7 @@ async function runAttempt(
   let env: Environment | undefined;
   let agentSec = 0;
   let verifierSec = 0;
+  let agentLogs: Record<string, Uint8Array> = {};
   try {
     env = options.envFactory(task, spec.trialId);
     const buildTimeout = AbortSignal.timeout(task.config.environment.buildTimeoutSec * 1000);
@@ -256,6 +264,8 @@ async function runAttempt(
       } else throw err;
     }
     agentSec = (performance.now() - a0) / 1000;
+    // Best effort: a missing pane log must not turn a scored trial into an infra error.
+    agentLogs = await collectFiles(env, "/logs/agent", parent).catch(() => ({}));
     const vopts = {
       signal: parent,
       ...(options.verifierTimeoutMultiplier
@@ -266,6 +276,7 @@ async function runAttempt(
     verifierSec = v.seconds;
     if (agentTimedOut) {
       return {
+        agentLogs,
         outcome: "agent_timeout",
         reward: v.reward,
         detail: `agent exceeded timeout_sec = ${agentLimit} × ${options.agentTimeoutMultiplier ?? 1}; verifier: ${v.detail}`,
@@ -277,6 +288,7 @@ async function runAttempt(
     }
     const why = stats.stopReason ? `agent stopped: ${stats.stopReason}; ` : "";
     return {
+      agentLogs,
       outcome: v.outcome,
       reward: v.reward,
       detail: `${why}${v.detail}`,
@@ -288,7 +300,7 @@ async function runAttempt(
   } catch (err) {
     parent.throwIfAborted();
     const c = classify(err);
-    return { ...c, reward: null, verifier: null, agentSec, verifierSec, turns };
+    return { ...c, agentLogs, reward: null, verifier: null, agentSec, verifierSec, turns };
   } finally {
     await env?.stop().catch(() => undefined);
   }

@@ -5,15 +5,11 @@
  * timeout with stdout and stderr captured, then read `reward.json` (a flat map; the `reward` key
  * or its only value) else `reward.txt`. `ctrf.json` and the logs are downloaded for the record.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { collectFiles } from "./collect.ts";
 import type { Environment } from "./environment.ts";
 import { EnvironmentError } from "./errors.ts";
 import type { Task } from "./task.ts";
-
-/** Largest verifier file kept in the record (ctrf.json and logs are small; 8 MiB is generous). */
-export const MAX_VERIFIER_FILE_BYTES = 8 * 1024 * 1024;
 
 /** What the verifier concluded. */
 export interface VerifierResult {
@@ -71,23 +67,7 @@ export async function runVerifier(
     "chmod +x /tests/test.sh; bash /tests/test.sh > /logs/verifier/test-stdout.txt 2> /logs/verifier/test-stderr.txt",
     { timeoutSec, env: task.config.verifierEnv, ...sig },
   );
-  const local = await mkdtemp(join(tmpdir(), "abl-ver-"));
-  const files: Record<string, Uint8Array> = {};
-  try {
-    await env.download("/logs/verifier", join(local, "v"), options.signal);
-    await mkdir(join(local, "v"), { recursive: true });
-    for (const name of await readdir(join(local, "v"), { recursive: true })) {
-      const p = join(local, "v", name);
-      const data = await readFile(p).catch(() => null);
-      if (data === null) continue;
-      files[name] =
-        data.length > MAX_VERIFIER_FILE_BYTES
-          ? data.subarray(data.length - MAX_VERIFIER_FILE_BYTES)
-          : data;
-    }
-  } finally {
-    await rm(local, { recursive: true, force: true });
-  }
+  const files = await collectFiles(env, "/logs/verifier", options.signal);
   const seconds = (performance.now() - started) / 1000;
   const base = { files, exitCode: run.exitCode, seconds };
   if (run.timedOut) {
