@@ -109,7 +109,7 @@ export async function runSpec(
       specDir,
       steps,
       cacheDir,
-      serve: createBuiltinServe({ maxPositions: 4096 }),
+      serve: createBuiltinServe({ store, cacheDir, maxPositions: 4096 }),
       signal: o.signal,
       onEvent: (e) => {
         if (e.type === "phase") {

@@ -1,4 +1,5 @@
 export { type BuiltinServeOptions, createBuiltinServe } from "./serve-builtin.ts";
+export { createSglangServe, type SglangServeOptions } from "./serve-sglang.ts";
 export {
   type BenchSpec,
   type CaptureSpec,

@@ -3,10 +3,16 @@
  * with one model id per variant, so requests for different variants are batched per model.
  */
 import { createOpenAIServer, type Engine, loadModel, loadTokenizer } from "@abl/engine";
+import type { ObjectStore } from "@abl/store";
+import { modelDir } from "./steps.ts";
 import type { ServedVariants, ServeVariants } from "./sweep.ts";
 
 /** Options of {@link createBuiltinServe}. */
 export interface BuiltinServeOptions {
+  /** Where the model artifacts are (a local store serves its folders in place). */
+  readonly store: ObjectStore;
+  /** Where models from a remote store are downloaded to. */
+  readonly cacheDir: string;
   /** Longest sequence a request may use (prompt + generation); bounds the KV cache. */
   readonly maxPositions?: number;
   /** Sequences generated together per model (default 16). */
@@ -15,19 +21,20 @@ export interface BuiltinServeOptions {
 }
 
 /** A `ServeVariants` that loads each variant into the built-in engine and serves them all. */
-export function createBuiltinServe(options: BuiltinServeOptions = {}): ServeVariants {
+export function createBuiltinServe(options: BuiltinServeOptions): ServeVariants {
   return async (variants, signal): Promise<ServedVariants> => {
     const engines: Engine[] = [];
     try {
       const models = [];
       for (const v of variants) {
         signal.throwIfAborted();
-        const engine = await loadModel(v.dir, {
+        const dir = await modelDir(options.store, v.prefix, options.cacheDir);
+        const engine = await loadModel(dir, {
           signal,
           ...(options.maxPositions !== undefined ? { maxPositions: options.maxPositions } : {}),
         });
         engines.push(engine);
-        models.push({ id: v.name, engine, tokenizer: await loadTokenizer(v.dir) });
+        models.push({ id: v.name, engine, tokenizer: await loadTokenizer(dir) });
       }
       const server = createOpenAIServer({
         models,

@@ -13,14 +13,13 @@ import type { DirectionsMeta } from "@abl/refusal";
 import type { ObjectStore } from "@abl/store";
 import { type ConcreteVariant, expandVariants, SpecError, type SweepSpec } from "./spec.ts";
 import { runStep, type StepOutcome, type StepRunnerOptions } from "./step-runner.ts";
-import {
-  type BenchRuntime,
-  type BenchStepResult,
-  type EvalRuntime,
-  type ModelRef,
-  type ModelStepResult,
-  modelDir,
-  type ReportStepResult,
+import type {
+  BenchRuntime,
+  BenchStepResult,
+  EvalRuntime,
+  ModelRef,
+  ModelStepResult,
+  ReportStepResult,
 } from "./steps.ts";
 
 /** Variants served for the evaluation and the bench. */
@@ -30,9 +29,12 @@ export interface ServedVariants {
   close(): Promise<void>;
 }
 
-/** Starts servers for the variants (the built-in engine embedded, sglang in the cluster). */
+/**
+ * Starts servers for the variants (the built-in engine embedded, sglang in the cluster). Each
+ * variant names the store prefix of its model artifact.
+ */
 export type ServeVariants = (
-  variants: readonly { name: string; dir: string }[],
+  variants: readonly { name: string; prefix: string }[],
   signal: AbortSignal,
 ) => Promise<ServedVariants>;
 
@@ -291,17 +293,11 @@ export async function runSweep(o: SweepOptions): Promise<SweepResult> {
       const withBase = variants.some((v) => v.kind === "base")
         ? variants
         : [{ kind: "base" as const, name: "base" }, ...variants];
-      const dirsOf = await Promise.all(
-        withBase.map(async (v) => ({
-          name: v.name,
-          dir: await modelDir(
-            o.steps.store,
-            models.get(v.name)?.prefix ?? modelRef.prefix,
-            o.cacheDir,
-          ),
-        })),
-      );
-      served = await o.serve(dirsOf, signal ?? new AbortController().signal);
+      const toServe = withBase.map((v) => ({
+        name: v.name,
+        prefix: models.get(v.name)?.prefix ?? modelRef.prefix,
+      }));
+      served = await o.serve(toServe, signal ?? new AbortController().signal);
     }
     const baseName = variants.find((v) => v.kind === "base")?.name ?? "base";
     if (spec.refusal.enabled && served) {
