@@ -183,6 +183,11 @@ export async function* runSuite(options: SuiteOptions): AsyncGenerator<SuiteEven
   const dispatcher = (async () => {
     for (const p of pending) {
       const releaseAll = await overall.acquire(options.signal);
+      // A trial that threw (cancellation, a bug) stops the dispatch; running trials finish.
+      if (failure) {
+        releaseAll();
+        break;
+      }
       const endpoint = p.variant.agent.model.endpoint || "(none)";
       let releaseEp: () => void;
       try {
