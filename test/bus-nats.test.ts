@@ -341,6 +341,13 @@ describe("NATS bus across a server restart", () => {
     await until(() => seen.includes("before"), "the job before the restart");
     const kv = await b.kv("state");
     await kv.put("phase", "before");
+    const watched: Array<[string, unknown]> = [];
+    const watchAc = new AbortController();
+    const watching = (async () => {
+      for await (const c of kv.watch({ signal: watchAc.signal }))
+        watched.push([c.operation, c.value]);
+    })();
+    await until(() => watched.length === 1, "the KV watch to start");
 
     await server.restart(500);
 
@@ -358,6 +365,13 @@ describe("NATS bus across a server restart", () => {
     assert.equal((await kv.get("phase"))!.value, "before");
     await kv.put("phase", "after");
     assert.equal((await kv.get("phase"))!.value, "after");
+    await until(() => watched.length === 2, "the KV watch to see the change after the restart");
+    watchAc.abort();
+    await watching;
+    assert.deepEqual(watched, [
+      ["put", "before"],
+      ["put", "after"],
+    ]);
     await until(async () => {
       await b.publishEvent("r.ping", { at: Date.now() });
       return live.length > 0;
