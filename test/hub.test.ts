@@ -18,6 +18,7 @@ import {
   type HubEvent,
   HubIntegrityError,
   HubNotFoundError,
+  hubOptionsFromEnv,
   hubRepoCacheDir,
   parseHubSpec,
   resolveModel,
@@ -206,6 +207,22 @@ describe("downloadHubModel", () => {
     assert.equal(parseHubSpec("just-a-name"), undefined);
     assert.equal(parseHubSpec("../etc/passwd"), undefined);
     assert.equal(parseHubSpec("a/b/c"), undefined);
+  });
+
+  it("reads HF_TOKEN, HF_ENDPOINT and the cache location as huggingface_hub does", () => {
+    assert.deepEqual(hubOptionsFromEnv({}, "/home/u"), {
+      cacheDir: "/home/u/.cache/huggingface/hub",
+    });
+    assert.deepEqual(
+      hubOptionsFromEnv({ HF_HOME: "/hf", HF_TOKEN: "t", HF_ENDPOINT: "http://e" }, "/home/u"),
+      {
+        cacheDir: "/hf/hub",
+        endpoint: "http://e",
+        token: "t",
+      },
+    );
+    assert.equal(hubOptionsFromEnv({ HF_HUB_CACHE: "/c", HF_HOME: "/hf" }, "/h").cacheDir, "/c");
+    assert.equal(hubOptionsFromEnv({ XDG_CACHE_HOME: "/x" }, "/h").cacheDir, "/x/huggingface/hub");
   });
 
   it("downloads into an HF-layout cache, resuming a dropped LFS download, with a token only for the Hub", async () => {

@@ -25,6 +25,7 @@ import {
   symlink,
   writeFile,
 } from "node:fs/promises";
+import { homedir } from "node:os";
 import { dirname, join, relative, sep } from "node:path";
 
 /** Default Hub endpoint (HF_ENDPOINT overrides it). */
@@ -156,12 +157,20 @@ export function isCheckpointFile(path: string): boolean {
   );
 }
 
-/** Hub options from an environment (HF_TOKEN, HF_ENDPOINT); only `main.ts` files should pass `process.env`. */
-export function hubOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): {
-  endpoint?: string;
-  token?: string;
-} {
-  const out: { endpoint?: string; token?: string } = {};
+/**
+ * Hub options from an environment, read the way huggingface_hub reads them: HF_TOKEN (or the older
+ * HUGGING_FACE_HUB_TOKEN), HF_ENDPOINT, and the cache HF_HUB_CACHE, else $HF_HOME/hub, else
+ * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. Only `main.ts` files should
+ * pass `process.env`.
+ */
+export function hubOptionsFromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+  home: string = homedir(),
+): { cacheDir: string; endpoint?: string; token?: string } {
+  const hfHome = env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(home, ".cache"), "huggingface");
+  const out: { cacheDir: string; endpoint?: string; token?: string } = {
+    cacheDir: env.HF_HUB_CACHE ?? join(hfHome, "hub"),
+  };
   if (env.HF_ENDPOINT) out.endpoint = env.HF_ENDPOINT;
   const token = env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN;
   if (token) out.token = token;
