@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import { convertGgufToHf } from "@abl/checkpoint";
-import { createOpenAIServer, loadModel, loadTokenizer } from "@abl/engine";
+import { createOpenAIServer, loadModel } from "@abl/engine";
 import { type Command, UsageError } from "../command.ts";
 
 const usage = `usage: abl serve --model DIR|FILE.gguf [--port 8000] [--host 127.0.0.1] [--name ID]
@@ -59,10 +59,16 @@ export const serveCommand: Command = {
         await convertGgufToHf(dir, tmp, { dtype: "f32", signal });
         dir = tmp;
       }
-      const [engine, tokenizer] = await Promise.all([
-        loadModel(dir, { threads, signal, ...(maxPositions ? { maxPositions } : {}) }),
-        loadTokenizer(dir),
-      ]);
+      const engine = await loadModel(dir, {
+        threads,
+        signal,
+        ...(maxPositions ? { maxPositions } : {}),
+      });
+      const tokenizer = engine.tokenizer;
+      if (!tokenizer) {
+        await engine.dispose();
+        throw new UsageError(`${values.model} has no tokenizer.json`);
+      }
       const id = values.name ?? basename(values.model).replace(/\.gguf$/, "");
       const server = createOpenAIServer({
         models: [{ id, engine, tokenizer }],

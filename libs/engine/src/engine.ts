@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { openShardedSafetensors } from "@abl/tensor";
 import * as ort from "onnxruntime-node";
@@ -19,6 +19,7 @@ import {
   tokenLogprobs,
   validateSampling,
 } from "./sampling.ts";
+import { type LoadedTokenizer, loadTokenizer } from "./tokenizer.ts";
 
 /** Default intra-op threads: the development machines have 2 cores (reference/machine.md). */
 const DEFAULT_THREADS = 2;
@@ -139,6 +140,8 @@ export interface Engine {
   readonly spec: ModelSpec;
   readonly dir: string;
   readonly maxPositions: number;
+  /** The folder's tokenizer and chat template, when it has a tokenizer.json. */
+  readonly tokenizer: LoadedTokenizer | undefined;
   /** Logits and residual stream at every position of every prompt (batched, padded). */
   forward(
     prompts: readonly (readonly number[])[],
@@ -207,7 +210,12 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     // shared 2-core machine: measured 2× slower prefill and decode with spinning under load.
     extra: { session: { intra_op: { allow_spinning: opts.spinThreads ? "1" : "0" } } },
   });
-  return new OrtEngine(spec, dir, maxPositions, session);
+  const hasTokenizer = await access(join(dir, "tokenizer.json")).then(
+    () => true,
+    () => false,
+  );
+  const tokenizer = hasTokenizer ? await loadTokenizer(dir) : undefined;
+  return new OrtEngine(spec, dir, maxPositions, session, tokenizer);
 }
 
 interface StepInput {
@@ -261,6 +269,7 @@ class OrtEngine implements Engine {
     readonly dir: string,
     readonly maxPositions: number,
     private readonly session: ort.InferenceSession,
+    readonly tokenizer: LoadedTokenizer | undefined,
   ) {}
 
   async dispose(): Promise<void> {
