@@ -83,6 +83,14 @@ describe("local sandbox", () => {
     const s = new TmuxSession(env);
     await s.start();
     assert.ok(await s.alive());
+    const info = await env.tmux([
+      "display",
+      "-p",
+      "-t",
+      "terminus-2",
+      "#{history_limit} #{pane_width}x#{pane_height} #{pane_current_path}",
+    ]);
+    assert.equal(info.stdout.trim(), "10000000 160x40 /app");
     const big = "x".repeat(40_000);
     await s.sendKeys(`cat > big.txt <<'EOF'\n${big}\nEOF\n`);
     await s.sendKeys("(sleep 300 &) ; echo started-bg\n");

@@ -53,9 +53,26 @@ export class TmuxSession {
   /** Creates the session (and the pane log). */
   async start(signal?: AbortSignal): Promise<void> {
     const cwd = this.env.workdir ? ["-c", this.env.workdir] : [];
-    await this.tmux(["set-option", "-g", "history-limit", "10000000"], "set history-limit", signal);
+    // One command list: new-session starts the server when none runs (docker, kubernetes), and
+    // the history limit must be set before the pane exists to apply to it.
     await this.tmux(
-      ["new-session", "-d", "-s", SESSION_NAME, "-x", "160", "-y", "40", ...cwd, "bash --login"],
+      [
+        "set-option",
+        "-g",
+        "history-limit",
+        "10000000",
+        ";",
+        "new-session",
+        "-d",
+        "-s",
+        SESSION_NAME,
+        "-x",
+        "160",
+        "-y",
+        "40",
+        ...cwd,
+        "bash --login",
+      ],
       "new-session",
       signal,
     );
