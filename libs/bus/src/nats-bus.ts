@@ -304,7 +304,13 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
         signal: ac.signal,
         working() {
           if (ac.signal.aborted) return;
-          m.working();
+          try {
+            m.working();
+          } catch {
+            // Connection closed: the heartbeat is lost and the ack-wait timer below still runs,
+            // so the handler learns through `signal` if the job is taken back.
+            return;
+          }
           clearTimeout(timer);
           timer = setTimeout(expire, opts.ackWaitMs);
         },

@@ -46,6 +46,10 @@ interface Sidecar {
  * An `ObjectStore` on a local folder: object `a/b` is the file `<root>/a/b`, so a model folder in
  * the store is directly loadable by other tools. Writes go to a temp file, then the sha256 sidecar
  * and the data are renamed into place. A missing or disagreeing sidecar is an `IntegrityError`.
+ * Two processes writing *different* bytes to one key at the same moment can interleave the two
+ * renames; the pair then reads as `IntegrityError` (never as wrong data). Content-addressed keys
+ * (step keys) are written with identical bytes, which is safe. Temp files of a crashed writer
+ * stay in `<root>/.abl-tmp` and may be deleted at any time no write is running.
  */
 export function createLocalStore(options: LocalStoreOptions): ObjectStore {
   const root = resolve(options.root);

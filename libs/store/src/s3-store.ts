@@ -59,7 +59,9 @@ function s3Code(err: unknown): string | undefined {
  * stream in {@link S3_PART_SIZE} parts while hashing; the sha256 is stored as object metadata.
  * When the caller does not pass the digest up front, the body is uploaded to a staging key and
  * then copied server-side to its key with the digest attached, so an object never appears
- * without its digest. Whole-object reads re-hash and compare.
+ * without its digest. Whole-object reads re-hash and compare. A process killed mid-put leaves
+ * an incomplete multipart upload or a `.abl-staging/` object (never visible through the store);
+ * an S3 lifecycle rule on that prefix and on incomplete uploads reclaims them.
  */
 export function createS3Store(options: S3StoreOptions): ObjectStore {
   let url: URL;
