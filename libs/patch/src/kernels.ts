@@ -14,11 +14,20 @@ export interface EditStats {
   normAfter: number;
   /** Largest relative change of a write vector's norm (norm-preserving: should be ~1 ulp). */
   maxVectorNormChange: number;
+  /** ‖W′ − W‖²_F on the rounded stored values. */
+  diffSq: number;
 }
 
 /** Fresh zeroed {@link EditStats}. */
 export function emptyStats(): EditStats {
-  return { leakBefore: 0, leakAfter: 0, normBefore: 0, normAfter: 0, maxVectorNormChange: 0 };
+  return {
+    leakBefore: 0,
+    leakAfter: 0,
+    normBefore: 0,
+    normAfter: 0,
+    maxVectorNormChange: 0,
+    diffSq: 0,
+  };
 }
 
 /**
@@ -33,6 +42,12 @@ export class KernelScratch {
   row(n: number): Float32Array {
     if (this.f32.length < n) this.f32 = new Float32Array(n);
     return this.f32.subarray(0, n);
+  }
+  private prev = new Float32Array(0);
+  /** A second float32 row buffer (the values before an edit). */
+  previous(n: number): Float32Array {
+    if (this.prev.length < n) this.prev = new Float32Array(n);
+    return this.prev.subarray(0, n);
   }
   /** Zeroed per-column accumulators for a slice with `n` columns. */
   columns(n: number): ColumnSums {
@@ -101,6 +116,8 @@ export function editHiddenLast(
       const n1 = n0 - 2 * c * dot + c * c;
       scale = n1 > 0 ? Math.sqrt(n0 / n1) : 1;
     }
+    const old = scratch.previous(h);
+    old.set(row);
     for (let i = 0; i < h; i++) row[i] = (row[i]! - c * r[i]!) * scale;
     encodeFromF32(dtype, row, rowBytes, h);
     decodeToF32(dtype, rowBytes, row, h);
@@ -110,6 +127,7 @@ export function editHiddenLast(
       const w = row[i]!;
       dot1 += w * r[i]!;
       n2 += w * w;
+      stats.diffSq += (w - old[i]!) * (w - old[i]!);
     }
     stats.leakBefore += dot * dot;
     stats.leakAfter += dot1 * dot1;
@@ -153,8 +171,10 @@ function editHiddenLastBf16(
     }
     let dot1 = 0;
     let n2 = 0;
+    let diff = 0;
     for (let i = 0; i < h; i++) {
-      row[i] = (row[i]! - c * r[i]!) * scale;
+      const w0 = row[i]!;
+      row[i] = (w0 - c * r[i]!) * scale;
       const u = bits[i]!;
       const b =
         (u & 0x7fffffff) > 0x7f800000
@@ -165,7 +185,9 @@ function editHiddenLastBf16(
       const w = row[i]!;
       dot1 += w * r[i]!;
       n2 += w * w;
+      diff += (w - w0) * (w - w0);
     }
+    stats.diffSq += diff;
     stats.leakBefore += dot * dot;
     stats.leakAfter += dot1 * dot1;
     stats.normBefore += n0;
@@ -256,7 +278,8 @@ export function columnCoefficients(sums: ColumnSums, lambda: number, method: Pat
 
 /**
  * Second pass over rows `[row0, row0 + count)`: w′_ij = s_j (w_ij − r_i c_j), written back in
- * place and rounded once; adds the rounded values into `dotAfter` and `normAfter`.
+ * place and rounded once; adds the rounded values into `dotAfter` and `normAfter` and returns
+ * Σ (w′ − w)² over the rows.
  */
 export function applyHiddenFirst(
   bytes: Uint8Array,
@@ -267,10 +290,11 @@ export function applyHiddenFirst(
   r: Float64Array,
   sums: ColumnSums,
   scratch: KernelScratch,
-): void {
+): number {
   const size = dtype === "F32" ? 4 : 2;
   const row = scratch.row(n);
   const { coef, scale, dotAfter, normAfter } = sums;
+  let diff = 0;
   if (dtype === "BF16") {
     // One fused loop: decode, edit in f64, round to f32 (store into the scratch), round once to
     // bf16 (nearest even; NaN kept quiet), and accumulate the stored value's statistics.
@@ -281,7 +305,8 @@ export function applyHiddenFirst(
       const base = k * n;
       for (let j = 0; j < n; j++) {
         bits[j] = words[base + j]! << 16;
-        row[j] = (row[j]! - ri * coef[j]!) * scale[j]!;
+        const w0 = row[j]!;
+        row[j] = (w0 - ri * coef[j]!) * scale[j]!;
         const u = bits[j]!;
         const b =
           (u & 0x7fffffff) > 0x7f800000
@@ -292,13 +317,16 @@ export function applyHiddenFirst(
         const w = row[j]!;
         dotAfter[j]! += ri * w;
         normAfter[j]! += w * w;
+        diff += (w - w0) * (w - w0);
       }
     }
-    return;
+    return diff;
   }
+  const old = scratch.previous(n);
   for (let k = 0; k < count; k++) {
     const rowBytes = bytes.subarray(k * n * size, (k + 1) * n * size);
     decodeToF32(dtype, rowBytes, row, n);
+    old.set(row);
     const ri = r[row0 + k]!;
     for (let j = 0; j < n; j++) row[j] = (row[j]! - ri * coef[j]!) * scale[j]!;
     encodeFromF32(dtype, row, rowBytes, n);
@@ -307,8 +335,10 @@ export function applyHiddenFirst(
       const w = row[j]!;
       dotAfter[j]! += ri * w;
       normAfter[j]! += w * w;
+      diff += (w - old[j]!) * (w - old[j]!);
     }
   }
+  return diff;
 }
 
 /** Folds a finished slice's column sums into `stats`. */

@@ -68,8 +68,10 @@ export interface TensorReport {
   readonly shape: readonly number[];
   /** ‖rᵀW′‖ / ‖rᵀW‖ on the stored (rounded) values; 0 when rᵀW was already 0. */
   readonly leakage: number;
-  /** (‖W′‖_F − ‖W‖_F) / ‖W‖_F. */
+  /** ‖W′ − W‖_F / ‖W‖_F on the stored values (how much the edit moved the tensor). */
   readonly relativeNormChange: number;
+  /** ‖W′‖_F / ‖W‖_F − 1 (norm-preserving keeps it near 0). */
+  readonly normRatioChange: number;
   /** Norm-preserving only: largest |‖w′_j‖/‖w_j‖ − 1| over write vectors. */
   readonly maxVectorNormChange?: number;
 }
@@ -410,7 +412,7 @@ async function editTensor(
       const count = Math.min(perChunk, h - k);
       const chunk = buffer.subarray(0, count * rowBytes);
       if (!whole) await source.read(base + k * rowBytes, chunk.byteLength, chunk, signal);
-      applyHiddenFirst(chunk, dtype, k, count, n, r, sums, scratch);
+      stats.diffSq += applyHiddenFirst(chunk, dtype, k, count, n, r, sums, scratch);
       await writer.write(chunk, signal);
     }
     addColumnStats(sums, plan.method, stats);
@@ -430,7 +432,8 @@ function report(t: TensorInfo, op: EditOp, s: EditStats, method: string): Tensor
     dtype: t.dtype,
     shape: t.shape,
     leakage,
-    relativeNormChange: n0 > 0 ? (Math.sqrt(s.normAfter) - n0) / n0 : 0,
+    relativeNormChange: n0 > 0 ? Math.sqrt(s.diffSq) / n0 : 0,
+    normRatioChange: n0 > 0 ? Math.sqrt(s.normAfter) / n0 - 1 : 0,
   };
   return method === "norm-preserving"
     ? { ...base, maxVectorNormChange: s.maxVectorNormChange }

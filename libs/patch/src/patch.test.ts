@@ -162,8 +162,24 @@ test("f32 golden: matches torch closely and leakage ≤ 1e-6", async () => {
     }
     assert.equal(rep.untied, false);
     for (const t of rep.tensors) assert.ok(t.leakage <= 1e-6, `${t.name} leakage ${t.leakage}`);
-    // Independent check of rᵀW′ on one matrix.
+    // Independent check of rᵀW′ on one matrix, and of ‖W′ − W‖/‖W‖ = ‖rᵀW‖/‖W‖ for λ = 1.
     const r = await directionUnit();
+    const input = await readSafetensors(join(FIX, "tiny-f32/model.safetensors"));
+    const w0 = await input.tensor("model.layers.1.mlp.down_proj.weight");
+    await input.close();
+    let proj = 0;
+    let norm = 0;
+    for (let j = 0; j < 80; j++) {
+      let d = 0;
+      for (let i = 0; i < 64; i++) d += r[i]! * w0[i * 80 + j]!;
+      proj += d * d;
+    }
+    for (const x of w0) norm += x * x;
+    const entry = rep.tensors.find((t) => t.name === "model.layers.1.mlp.down_proj.weight")!;
+    assert.ok(
+      Math.abs(entry.relativeNormChange - Math.sqrt(proj / norm)) < 1e-6,
+      `${entry.relativeNormChange}`,
+    );
     const w = await ours
       .get("model.layers.1.mlp.down_proj.weight")!
       .tensor("model.layers.1.mlp.down_proj.weight");
