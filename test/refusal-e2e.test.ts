@@ -136,6 +136,10 @@ async function withRetry<T>(f: () => Promise<T>, what: string, ms = 60_000): Pro
   }
 }
 
+/**
+ * Polls a Get call until the job ends. A service whose event loop is busy loading a model can
+ * miss a NATS KV deadline for a moment; such transient statuses are polled through.
+ */
 async function until(
   what: string,
   get: () => Promise<{
@@ -143,15 +147,22 @@ async function until(
   }>,
 ): Promise<void> {
   for (;;) {
-    const r = await get();
-    const st = r.status?.state;
+    const r = await get().catch((err) => {
+      if (
+        err instanceof RpcError &&
+        (err.code === "DEADLINE_EXCEEDED" || err.code === "UNAVAILABLE")
+      )
+        return undefined;
+      throw err;
+    });
+    const st = r?.status?.state;
     if (st === JobState.SUCCEEDED) return;
     if (st === JobState.FAILED || st === JobState.CANCELLED) {
       assert.fail(
-        `${what} ended ${st}: ${r.status?.error?.message}\n${services.map((s) => `${s.name}: ${s.log()}`).join("\n")}`,
+        `${what} ended ${st}: ${r?.status?.error?.message}\n${services.map((s) => `${s.name}: ${s.log()}`).join("\n")}`,
       );
     }
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((res) => setTimeout(res, 500));
   }
 }
 
