@@ -123,6 +123,14 @@ for (const set of genSets)
   );
 const eRss = process.resourceUsage().maxRSS * 1024;
 await engine.dispose();
+console.error(
+  `engine: prefill ${(prefillTokens / ePrefill.median).toFixed(1)} tok/s ${JSON.stringify(ePrefill.all)}; ` +
+    GEN_BATCHES.map(
+      (b, k) =>
+        `gen b${b} ${((b * GEN_TOKENS) / (eGen[k] as { median: number }).median).toFixed(1)} tok/s`,
+    ).join("; ") +
+    `; running torch…`,
+);
 
 const t = await runTorch({
   model: dir,
