@@ -355,7 +355,10 @@ describe("rpc over loopback", () => {
           (e: unknown) => e instanceof RpcError && e.code === "CANCELLED",
         );
         assert.equal(await cleanedOnCancel.promise, "CANCELLED");
-        assert.ok(produced < total);
+        assert.ok(
+          produced < total,
+          `the writer produced all ${produced} events despite the cancel`,
+        );
       } finally {
         client.close();
         await server2.shutdown({ graceMs: 2_000 });
@@ -387,7 +390,7 @@ describe("rpc over loopback", () => {
           },
         };
         await assert.rejects(client.getCapture({ jobId: "j" }), (e: unknown) => {
-          assert.ok(e instanceof RpcError);
+          assert.ok(e instanceof RpcError, `expected an RpcError, got ${String(e)}`);
           assert.equal(e.code, code);
           assert.equal(e.message, message);
           return true;
@@ -401,7 +404,7 @@ describe("rpc over loopback", () => {
         },
       };
       await assert.rejects(client.getCapture({ jobId: "j" }), (e: unknown) => {
-        assert.ok(e instanceof RpcError);
+        assert.ok(e instanceof RpcError, `expected an RpcError, got ${String(e)}`);
         assert.equal(e.code, "INVALID_ARGUMENT");
         assert.deepEqual(e.fields, { batch_size: "must be 1..4096, got 0" });
         return true;
@@ -428,13 +431,34 @@ describe("rpc over loopback", () => {
             v.labels.service === "rpc-test",
         )
         .reduce((sum, v) => sum + v.value, 0);
-    assert.ok(count("abl_grpc_server_handled_total", "StartCapture", "OK") >= 1);
-    assert.ok(count("abl_grpc_server_handled_total", "StartCapture", "DEADLINE_EXCEEDED") >= 1);
-    assert.ok(count("abl_grpc_server_handled_total", "StartCapture", "CANCELLED") >= 1);
-    assert.ok(count("abl_grpc_server_handled_total", "WatchCapture", "DEADLINE_EXCEEDED") >= 1);
-    assert.ok(count("abl_grpc_server_handled_total", "GetCapture", "NOT_FOUND") >= 1);
-    assert.ok(count("abl_grpc_server_handled_total", "GetCapture", "INTERNAL") >= 1);
-    assert.ok(count("abl_grpc_server_handling_seconds_count", "GetCapture", "NOT_FOUND") >= 1);
+    assert.ok(
+      count("abl_grpc_server_handled_total", "StartCapture", "OK") >= 1,
+      `no abl_grpc_server_handled_total for StartCapture OK`,
+    );
+    assert.ok(
+      count("abl_grpc_server_handled_total", "StartCapture", "DEADLINE_EXCEEDED") >= 1,
+      `no abl_grpc_server_handled_total for StartCapture DEADLINE_EXCEEDED`,
+    );
+    assert.ok(
+      count("abl_grpc_server_handled_total", "StartCapture", "CANCELLED") >= 1,
+      `no abl_grpc_server_handled_total for StartCapture CANCELLED`,
+    );
+    assert.ok(
+      count("abl_grpc_server_handled_total", "WatchCapture", "DEADLINE_EXCEEDED") >= 1,
+      `no abl_grpc_server_handled_total for WatchCapture DEADLINE_EXCEEDED`,
+    );
+    assert.ok(
+      count("abl_grpc_server_handled_total", "GetCapture", "NOT_FOUND") >= 1,
+      `no abl_grpc_server_handled_total for GetCapture NOT_FOUND`,
+    );
+    assert.ok(
+      count("abl_grpc_server_handled_total", "GetCapture", "INTERNAL") >= 1,
+      `no abl_grpc_server_handled_total for GetCapture INTERNAL`,
+    );
+    assert.ok(
+      count("abl_grpc_server_handling_seconds_count", "GetCapture", "NOT_FOUND") >= 1,
+      `no abl_grpc_server_handling_seconds_count for GetCapture NOT_FOUND`,
+    );
   });
 
   test(
@@ -533,7 +557,10 @@ describe("graceful shutdown", () => {
         assert.deepEqual(events, [1n]);
         await stopped;
         const healthEnd = await watchingHealth;
-        assert.ok(healthEnd instanceof RpcError && healthEnd.code === "UNAVAILABLE");
+        assert.ok(
+          healthEnd instanceof RpcError && healthEnd.code === "UNAVAILABLE",
+          `health watch ended with ${String(healthEnd)}`,
+        );
         assert.deepEqual(healthStatuses, [Serving.SERVING, Serving.NOT_SERVING]);
         assert.equal(server.signal.aborted, true);
         await assert.rejects(

@@ -171,7 +171,15 @@ export function createServer(options: ServerOptions): RpcServer {
       Promise.resolve()
         .then(() => handler(call.request, ctx) as Promise<object>)
         .then(
-          (response) => callback(null, response),
+          (response) => {
+            // The caller is gone (cancel or deadline): report that, not a success nobody reads,
+            // so logs and metrics agree with what the client saw. After a shutdown abort the
+            // caller is still there and a finished result is worth sending.
+            const reason: unknown = ctx.signal.reason;
+            if (reason instanceof RpcError && reason.code !== "UNAVAILABLE") {
+              callback(failure(reason, ctx));
+            } else callback(null, response);
+          },
           (err: unknown) => callback(failure(err, ctx)),
         )
         .finally(dispose);

@@ -25,7 +25,7 @@ test("logger writes JSON with ISO time, level word, service and bound child ids"
   const log = createLogger({ service: "capture", level: "debug", destination: out.stream });
   log.child({ jobId: "j-1" }).child({ sweepId: "s-9" }).debug({ layer: 3 }, "captured");
   const [line] = out.lines();
-  assert.ok(line);
+  assert.ok(line, "no log line written");
   assert.equal(line.level, "debug");
   assert.equal(line.service, "capture");
   assert.equal(line.jobId, "j-1");
@@ -52,8 +52,8 @@ test("logger redacts secrets at any depth, in bindings, errors and text", () => 
   for (const secret of ["minio-secret", "abc.def.ghi", "k1", "p1", "hf_abc", "tok-123456"]) {
     assert.ok(!text.includes(secret), `secret ${secret} leaked: ${text}`);
   }
-  assert.ok(!text.includes("sk-live-0123456789"));
-  assert.ok(!text.includes("hf_ABCDEFGHIJKLMNOPQRSTUV"));
+  assert.ok(!text.includes("sk-live-0123456789"), `bearer token leaked: ${text}`);
+  assert.ok(!text.includes("hf_ABCDEFGHIJKLMNOPQRSTUV"), `hf token leaked: ${text}`);
   const [line] = out.lines() as [
     {
       s3: { endpoint: string; secretKey: string };

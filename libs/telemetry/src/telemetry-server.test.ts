@@ -45,6 +45,11 @@ test("telemetry server serves /metrics, /healthz, /readyz and closes cleanly", a
   await assert.rejects(fetch(`${server.url}/healthz`));
 });
 
+test("createMetrics() without options collects default metrics without labels", async () => {
+  const text = await createMetrics().metrics();
+  assert.match(text, /^process_cpu_user_seconds_total \d/m);
+});
+
 test("two registries in one process keep their series apart", async () => {
   const a = createMetrics({ service: "a", defaultMetrics: false });
   const b = createMetrics({ service: "b", defaultMetrics: false });
