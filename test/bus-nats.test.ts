@@ -127,7 +127,8 @@ describe("NATS bus", () => {
       const byWorker: Record<string, string[]> = { a: [], b: [] };
       const handler = (w: string) => async (job: { id: string }) => {
         byWorker[w]!.push(job.id);
-        await sleep(20);
+        // Long enough that one worker cannot drain the queue before the other starts pulling.
+        await sleep(100);
       };
       const a = bus.consumeJobs("compete", handler("a"));
       const b = other.consumeJobs("compete", handler("b"));
