@@ -101,6 +101,12 @@ export {
 } from "./judges.ts";
 export { KL_PROBABILITY_FLOOR, klTopLogprobs, type PromptKl, sharedPrefixKl } from "./kl.ts";
 export {
+  createKubeWorkerLauncher,
+  DEFAULT_KUBE_CAPTURE_TIMEOUT_MS,
+  type KubeWorkerLauncherOptions,
+  MAX_KUBE_JOB_ENV_BYTES,
+} from "./kube-worker-launcher.ts";
+export {
   auc,
   aucBootstrapCi,
   cohensD,

@@ -1,7 +1,7 @@
 """Transformers capture worker for architectures the built-in engine lacks.
 
-Reads one JSON job from stdin, captures the residual stream at the last prompt token of every
-prompt, and writes one safetensors file per bucket (`residuals` [prompts, layers+1, hidden] f32)
+Reads one JSON job from stdin (or the ABL_CAPTURE_JOB environment variable), captures the
+residual stream at the last prompt token of every prompt, and writes one safetensors file per bucket (`residuals` [prompts, layers+1, hidden] f32)
 plus `capture.json`. Progress and the result are JSON lines on stdout; errors are one JSON line
 {"type": "error", ...} and exit status 1.
 
@@ -156,7 +156,9 @@ def capture(job):
 
 def main():
     try:
-        capture(json.loads(sys.stdin.read()))
+        # A Kubernetes Job has no stdin: the launcher passes the job in ABL_CAPTURE_JOB instead.
+        raw = os.environ.get("ABL_CAPTURE_JOB") or sys.stdin.read()
+        capture(json.loads(raw))
     except Exception as err:  # one clear line for the caller, then a failing exit status
         emit({"type": "error", "message": f"{type(err).__name__}: {err}"})
         sys.exit(1)
