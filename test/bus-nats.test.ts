@@ -186,7 +186,7 @@ describe("NATS bus", () => {
     const c = bus.consumeJobs(
       "dl",
       async (job) => {
-        (attempts[job.id] ??= []).push(job.attempt);
+        attempts[job.id] = [...(attempts[job.id] ?? []), job.attempt];
         if (job.id === "terminal") throw new TerminalJobError("bad model config");
         throw new Error(`attempt ${job.attempt} failed`);
       },
