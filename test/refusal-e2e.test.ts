@@ -147,6 +147,11 @@ async function until(
   }>,
 ): Promise<void> {
   for (;;) {
+    const dead = services.find((s) => s.child.exitCode !== null);
+    if (dead)
+      assert.fail(
+        `${what}: the ${dead.name} service exited with ${dead.child.exitCode}:\n${dead.log()}`,
+      );
     const r = await get().catch((err) => {
       if (
         err instanceof RpcError &&

@@ -1,9 +1,10 @@
 """Transformers capture worker for architectures the built-in engine lacks.
 
 Reads one JSON job from stdin (or the ABL_CAPTURE_JOB environment variable), captures the
-residual stream at the last prompt token of every prompt, and writes one safetensors file per bucket (`residuals` [prompts, layers+1, hidden] f32)
-plus `capture.json`. Progress and the result are JSON lines on stdout; errors are one JSON line
-{"type": "error", ...} and exit status 1.
+residual stream at the last prompt token of every prompt, and writes one safetensors file per
+bucket (`residuals` [prompts, layers+1, hidden] f32) plus `capture.json`. Progress and the
+result are JSON lines on stdout; errors are one JSON line {"type": "error", ...} and exit
+status 1.
 
 Job:
   {
