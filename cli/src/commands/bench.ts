@@ -237,8 +237,10 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
     const k8s = await import("@kubernetes/client-node");
     const kc = new k8s.KubeConfig();
     kc.loadFromDefault();
+    // The run label lets a janitor find pods a crashed runner left behind.
+    const labels = { "abl.dev/run": runId.slice(0, 63) };
     envFactory = (t, id) =>
-      createKubernetesEnvironment(t, id, { kubeConfig: kc, namespace: values.namespace! });
+      createKubernetesEnvironment(t, id, { kubeConfig: kc, namespace: values.namespace!, labels });
   }
 
   const out = values.out!;
