@@ -3,7 +3,12 @@
  * Face checkpoint folder (safetensors, config.json, tokenizer files with the chat template).
  */
 import { parseArgs } from "node:util";
-import { convertGguf, GGUF_SUPPORTED_ARCHITECTURES, type GgufConvertDType } from "@abl/checkpoint";
+import {
+  convertGguf,
+  GGUF_SUPPORTED_ARCHITECTURES,
+  GGUF_SUPPORTED_TYPES,
+  type GgufConvertDType,
+} from "@abl/checkpoint";
 import { type Command, UsageError } from "../command.ts";
 
 const USAGE = `usage: abl convert gguf FILE --out DIR [--dtype f32|bf16|f16] [--quiet]
@@ -12,8 +17,9 @@ Converts the GGUF model FILE into a Hugging Face checkpoint folder DIR (must not
 model.safetensors (dequantized), config.json, generation_config.json, tokenizer.json and
 tokenizer_config.json with the chat template, all rebuilt from the GGUF metadata.
 
-Architectures: ${GGUF_SUPPORTED_ARCHITECTURES.join(", ")}. Tensor types: F32, F16, BF16, Q8_0,
-Q4_0, Q4_1, Q4_K, Q5_K, Q6_K. Tokenizers: byte-level BPE ("gpt2" vocabularies).
+Architectures: ${GGUF_SUPPORTED_ARCHITECTURES.join(", ")}.
+Tensor types: ${GGUF_SUPPORTED_TYPES.join(", ")}.
+Tokenizers: byte-level BPE ("gpt2") and sentencepiece BPE ("llama") vocabularies.
 
 options:
   --out DIR        output folder, written atomically (built beside it, renamed last)

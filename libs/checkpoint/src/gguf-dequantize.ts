@@ -72,6 +72,88 @@ function dequantQ4_1(src: Uint8Array, out: Float32Array): void {
   }
 }
 
+function dequantQ5(src: Uint8Array, out: Float32Array, withMin: boolean): void {
+  const h = halves();
+  const blockBytes = withMin ? 24 : 22;
+  const blocks = out.length / 32;
+  for (let b = 0; b < blocks; b++) {
+    const p = b * blockBytes;
+    const d = h[src[p]! | (src[p + 1]! << 8)]!;
+    const m = withMin ? h[src[p + 2]! | (src[p + 3]! << 8)]! : 0;
+    const hp = p + (withMin ? 4 : 2);
+    // 32 fifth bits, element j's in bit j (little-endian u32).
+    const qh = (src[hp]! | (src[hp + 1]! << 8) | (src[hp + 2]! << 16) | (src[hp + 3]! << 24)) >>> 0;
+    const qs = hp + 4;
+    const o = b * 32;
+    for (let j = 0; j < 16; j++) {
+      const lo = (src[qs + j]! & 0xf) | (((qh >>> j) & 1) << 4);
+      const hi = (src[qs + j]! >> 4) | (((qh >>> (j + 16)) & 1) << 4);
+      if (withMin) {
+        out[o + j] = fround(d * lo) + m;
+        out[o + j + 16] = fround(d * hi) + m;
+      } else {
+        out[o + j] = d * (lo - 16);
+        out[o + j + 16] = d * (hi - 16);
+      }
+    }
+  }
+}
+
+/** Q2_K: 16 groups of 16 with 4-bit scale and min each; 2-bit values four to a byte. */
+function dequantQ2_K(src: Uint8Array, out: Float32Array): void {
+  const h = halves();
+  const blocks = out.length / 256;
+  for (let b = 0; b < blocks; b++) {
+    const p = b * 84;
+    const qs = p + 16;
+    const d = h[src[p + 80]! | (src[p + 81]! << 8)]!;
+    const dmin = h[src[p + 82]! | (src[p + 83]! << 8)]!;
+    const o = b * 256;
+    for (let half = 0; half < 2; half++) {
+      for (let shift = 0; shift < 4; shift++) {
+        for (let l = 0; l < 32; l++) {
+          const i = half * 128 + shift * 32 + l;
+          const sc = src[p + (i >> 4)]!;
+          const dl = fround(d * (sc & 0xf));
+          const ml = fround(dmin * (sc >> 4));
+          out[o + i] = fround(dl * ((src[qs + half * 32 + l]! >> (2 * shift)) & 3)) - ml;
+        }
+      }
+    }
+  }
+}
+
+/** Q3_K: 16 groups of 16 with signed 6-bit scales; 2 low bits plus a high-bit mask per value. */
+function dequantQ3_K(src: Uint8Array, out: Float32Array): void {
+  const h = halves();
+  const blocks = out.length / 256;
+  const scale = new Float32Array(16);
+  for (let b = 0; b < blocks; b++) {
+    const p = b * 110;
+    const hmask = p;
+    const qs = p + 32;
+    const sc = p + 96;
+    const d = h[src[p + 108]! | (src[p + 109]! << 8)]!;
+    for (let j = 0; j < 16; j++) {
+      const low = j < 8 ? src[sc + j]! & 0xf : src[sc + j - 8]! >> 4;
+      const high = (src[sc + 8 + (j % 4)]! >> (2 * (j >> 2))) & 3;
+      scale[j] = d * ((((low | (high << 4)) << 24) >> 24) - 32);
+    }
+    const o = b * 256;
+    for (let half = 0; half < 2; half++) {
+      for (let shift = 0; shift < 4; shift++) {
+        for (let l = 0; l < 32; l++) {
+          const i = half * 128 + shift * 32 + l;
+          const low = (src[qs + half * 32 + l]! >> (2 * shift)) & 3;
+          // The mask's bit (i / 32) of byte l set means no offset; clear means subtract 4.
+          const set = (src[hmask + l]! >> (i >> 5)) & 1;
+          out[o + i] = scale[i >> 4]! * (low - (set ? 0 : 4));
+        }
+      }
+    }
+  }
+}
+
 /** ggml's get_scale_min_k4: the j-th 6-bit scale and min packed in 12 bytes at `s`. */
 function scaleMinK4(j: number, src: Uint8Array, s: number): [number, number] {
   if (j < 4) return [src[s + j]! & 63, src[s + j + 4]! & 63];
@@ -218,6 +300,22 @@ export function dequantizeGgml(type: string, src: Uint8Array, elements: number):
     case "Q4_1":
       expect(32, 20);
       dequantQ4_1(src, out);
+      return out;
+    case "Q5_0":
+      expect(32, 22);
+      dequantQ5(src, out, false);
+      return out;
+    case "Q5_1":
+      expect(32, 24);
+      dequantQ5(src, out, true);
+      return out;
+    case "Q2_K":
+      expect(256, 84);
+      dequantQ2_K(src, out);
+      return out;
+    case "Q3_K":
+      expect(256, 110);
+      dequantQ3_K(src, out);
       return out;
     case "Q4_K":
       expect(256, 144);

@@ -12,6 +12,10 @@ export type GgmlSupportedType =
   | "Q8_0"
   | "Q4_0"
   | "Q4_1"
+  | "Q5_0"
+  | "Q5_1"
+  | "Q2_K"
+  | "Q3_K"
   | "Q4_K"
   | "Q5_K"
   | "Q6_K";
@@ -33,8 +37,8 @@ const TABLE: readonly GgmlTypeInfo[] = [
   { id: 1, name: "F16", blockElements: 1, blockBytes: 2, supported: true },
   { id: 2, name: "Q4_0", blockElements: 32, blockBytes: 2 + 16, supported: true },
   { id: 3, name: "Q4_1", blockElements: 32, blockBytes: 2 + 2 + 16, supported: true },
-  { id: 6, name: "Q5_0", blockElements: 32, blockBytes: 2 + 4 + 16, supported: false },
-  { id: 7, name: "Q5_1", blockElements: 32, blockBytes: 2 + 2 + 4 + 16, supported: false },
+  { id: 6, name: "Q5_0", blockElements: 32, blockBytes: 2 + 4 + 16, supported: true },
+  { id: 7, name: "Q5_1", blockElements: 32, blockBytes: 2 + 2 + 4 + 16, supported: true },
   { id: 8, name: "Q8_0", blockElements: 32, blockBytes: 2 + 32, supported: true },
   { id: 9, name: "Q8_1", blockElements: 32, blockBytes: 4 + 4 + 32, supported: false },
   {
@@ -42,14 +46,14 @@ const TABLE: readonly GgmlTypeInfo[] = [
     name: "Q2_K",
     blockElements: QK_K,
     blockBytes: 2 + 2 + QK_K / 16 + QK_K / 4,
-    supported: false,
+    supported: true,
   },
   {
     id: 11,
     name: "Q3_K",
     blockElements: QK_K,
     blockBytes: 2 + QK_K / 4 + QK_K / 8 + 12,
-    supported: false,
+    supported: true,
   },
   { id: 12, name: "Q4_K", blockElements: QK_K, blockBytes: 2 + 2 + 12 + QK_K / 2, supported: true },
   {

@@ -75,7 +75,7 @@ describe("readGgufHeader", () => {
       await readFile(join(FIXTURES, "all-types.expected.json"), "utf8"),
     ) as ExpectedIndex;
     const bin = await readFile(join(FIXTURES, "all-types.expected.bin"));
-    assert.equal(index.tensors.length, 9);
+    assert.equal(index.tensors.length, 13);
     const { open } = await import("node:fs/promises");
     const fh = await open(ALL_TYPES, "r");
     try {
