@@ -92,7 +92,7 @@ async function check(
           `${name} ${n}[${i}]: ${got[i]} vs ${want[i]}`,
         );
       }
-      const entry = report.tensors.find((x) => x.name === n);
+      const entry: { leakage: number } | undefined = report.tensors.find((x) => x.name === n);
       assert.equal(entry !== undefined, t.axis !== 0, `${n} edited?`);
       if (entry) assert.ok(entry.leakage < 1e-6, `${n} leakage ${entry.leakage}`);
     }
