@@ -93,8 +93,5 @@ describe("abl bench run", () => {
     const r = await abl(["bench", "run", "--agent", "terminus-json"]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /needs --endpoint and --model/);
-    const bad = await abl(["bench", "run", "--agent", "oracle", "--dataset", join(tmp, "nowhere")]);
-    assert.notEqual(bad.code, 0);
-    assert.match(bad.stderr, /nowhere: cannot read dataset folder/);
   });
 });

@@ -175,6 +175,9 @@ A = "1"
       loadTaskDir(SAMPLES, { requireRunnable: false, only: ["nope"] }),
       /unknown task\(s\) nope/,
     );
+    await assert.rejects(loadTaskDir(join(tmp, "nowhere")), /nowhere: cannot read dataset folder/);
+    await mkdir(join(tmp, "empty"));
+    await assert.rejects(loadTaskDir(join(tmp, "empty")), /no task folders \(with task.toml\)/);
     const one = await loadTaskDir(SAMPLES, { requireRunnable: false, only: ["fix-git"] });
     assert.equal(one.length, 1);
   });
