@@ -124,6 +124,14 @@ describe("readGgufHeader", () => {
     );
   });
 
+  it("names big-endian files", async () => {
+    const path = await patched("be.gguf", (b) => {
+      b.writeUInt32BE(3, 4);
+      return b;
+    });
+    await assert.rejects(readGgufHeader(path), /big-endian GGUF files are not supported/);
+  });
+
   it("rejects an unsupported version", async () => {
     const path = await patched("v9.gguf", (b) => {
       b.writeUInt32LE(9, 4);

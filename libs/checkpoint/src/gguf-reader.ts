@@ -253,6 +253,12 @@ function parseHeader(bytes: Uint8Array, fileSize: number): GgufHeader {
     );
   }
   const version = c.u32();
+  // Big-endian files (gguf-py can write them) keep the magic as is but swap everything after it.
+  if (version === 0x02000000 || version === 0x03000000) {
+    throw new GgufFormatError(
+      `big-endian GGUF files are not supported (version field 0x${version.toString(16)})`,
+    );
+  }
   if (version !== 2 && version !== 3) {
     throw new GgufFormatError(`GGUF version ${version} is not supported (supported: 2, 3)`);
   }
