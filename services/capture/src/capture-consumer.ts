@@ -90,13 +90,17 @@ export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer
             delivery.working();
             const done = (e.bucket === "comply" ? set.refuse.length : 0) + e.done;
             const snapshot = rec;
-            writing = writing.then(async () => {
-              rec = await updateRecord(kv, job.stepKey, snapshot, {
-                done,
-                total,
-                message: `capturing ${e.bucket}`,
-              });
-            });
+            writing = writing
+              .then(async () => {
+                rec = await updateRecord(kv, job.stepKey, snapshot, {
+                  done,
+                  total,
+                  message: `capturing ${e.bucket}`,
+                });
+              })
+              // Progress is best effort: a KV write that times out while the CPU is saturated
+              // must not fail (or crash) the job; the final state write below is awaited.
+              .catch((err: unknown) => jlog.warn({ err }, "progress write failed"));
           },
         });
         await writing;

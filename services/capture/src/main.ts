@@ -78,4 +78,9 @@ const consumer = consumeCaptureJobs({
   launcher: createLocalWorkerLauncher({ python: env.ABL_PYTHON ?? "python3" }),
   signal: AbortSignal.any([svc.signal, controller.signal]),
 });
+consumer.done.catch(async (err: unknown) => {
+  log.error({ err }, "job consumer failed; shutting down");
+  process.exitCode = 1;
+  await svc.stop("job consumer failed");
+});
 log.info({ grpcPort: svc.grpcPort, store: store.location }, "capture listening");

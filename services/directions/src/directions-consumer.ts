@@ -76,12 +76,16 @@ export function consumeDirectionsJobs(options: DirectionsConsumerOptions): JobCo
           onProgress: (e) => {
             delivery.working();
             const snapshot = rec;
-            writing = writing.then(async () => {
-              rec = await updateRecord(kv, job.stepKey, snapshot, {
-                done: STEPS.indexOf(e.step) + 1,
-                message: e.step,
-              });
-            });
+            writing = writing
+              .then(async () => {
+                rec = await updateRecord(kv, job.stepKey, snapshot, {
+                  done: STEPS.indexOf(e.step) + 1,
+                  message: e.step,
+                });
+              })
+              // Progress is best effort: a KV write that times out while the CPU is saturated
+              // must not fail (or crash) the job; the final state write below is awaited.
+              .catch((err: unknown) => jlog.warn({ err }, "progress write failed"));
           },
         });
         await writing;

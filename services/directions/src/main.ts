@@ -69,4 +69,9 @@ const consumer = consumeDirectionsJobs({
   modelCacheDir: env.ABL_MODEL_CACHE ?? join(tmpdir(), "abl-models"),
   signal: AbortSignal.any([svc.signal, controller.signal]),
 });
+consumer.done.catch(async (err: unknown) => {
+  log.error({ err }, "job consumer failed; shutting down");
+  process.exitCode = 1;
+  await svc.stop("job consumer failed");
+});
 log.info({ grpcPort: svc.grpcPort, store: store.location }, "directions listening");
