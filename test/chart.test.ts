@@ -191,9 +191,23 @@ test("helm lint and helm template succeed when helm is installed", () => {
   }
   const lint = spawnSync("helm", ["lint", chart], { encoding: "utf8" });
   assert.equal(lint.status, 0, lint.stdout + lint.stderr);
-  const out = spawnSync("helm", ["template", "abl", chart, "--namespace", "abl"], {
-    encoding: "utf8",
-  });
+  const out = spawnSync(
+    "helm",
+    // helm's client-only default is Kubernetes 1.20, below the chart's kubeVersion.
+    ["template", "abl", chart, "--namespace", "abl", "--kube-version", "1.30.0"],
+    { encoding: "utf8" },
+  );
   assert.equal(out.status, 0, out.stderr);
-  for (const doc of parseAllDocuments(out.stdout)) assert.deepEqual(doc.errors, []);
+  const kinds = parseAllDocuments(out.stdout).map((doc) => {
+    assert.deepEqual(doc.errors, []);
+    return (doc.toJS() as { kind?: string } | null)?.kind;
+  });
+  assert.equal(kinds.filter((k) => k === "Deployment").length, 6, "five services and MinIO");
+  const external = spawnSync(
+    "helm",
+    ["template", "abl", chart, "--kube-version", "1.30.0", "--set", "minio.enabled=false"],
+    { encoding: "utf8" },
+  );
+  assert.notEqual(external.status, 0);
+  assert.match(external.stderr, /s3\.endpoint is required when minio\.enabled is false/);
 });
