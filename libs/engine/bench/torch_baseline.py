@@ -35,13 +35,15 @@ def pad_left(prompts):
 
 
 def timed(fn, repeats):
+    """Median wall seconds, all wall seconds, median CPU seconds (all threads of the process)."""
     fn()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), times
+        cpu.append(time.process_time() - c)
+    return statistics.median(times), times, statistics.median(cpu)
 
 
 def main():
@@ -64,7 +66,7 @@ def main():
                 # all layers at the last prompt token, as f32 numpy, like the engine returns
                 [h[rows, last].numpy() for h in res.hidden_states]
 
-    out["prefill_s"], out["prefill_all_s"] = timed(prefill, job["repeats"])
+    out["prefill_s"], out["prefill_all_s"], out["prefill_cpu_s"] = timed(prefill, job["repeats"])
 
     out["gen"] = []
     for g in job["gen"]:
@@ -81,8 +83,8 @@ def main():
                     pad_token_id=0,
                 )
 
-        med, all_ = timed(gen, job["repeats"])
-        out["gen"].append({"s": med, "all_s": all_})
+        med, all_, cpu = timed(gen, job["repeats"])
+        out["gen"].append({"s": med, "all_s": all_, "cpu_s": cpu})
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(out))
 
