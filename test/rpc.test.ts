@@ -10,6 +10,7 @@ import {
   type HandlerContext,
   Health,
   JobState,
+  RpcConfigError,
   RpcError,
   type RpcServer,
   type ServiceImpl,
@@ -65,6 +66,11 @@ interface Hooks {
 
 // A broken abort path would hang rather than fail; the timeout turns a hang into a failure.
 const HANG_GUARD = { timeout: 20_000 };
+/**
+ * Deadline for the deadline tests: long enough that the handler starts before it passes even on
+ * a loaded machine (the tests assert what happens at the deadline, never how long it took).
+ */
+const DEADLINE_MS = 1_000;
 
 describe("rpc over loopback", () => {
   const logs = logCapture();
@@ -143,7 +149,7 @@ describe("rpc over loopback", () => {
       const client = createClient(CaptureService, { address });
       try {
         await assert.rejects(
-          client.startCapture({}, { timeoutMs: 200 }),
+          client.startCapture({}, { timeoutMs: DEADLINE_MS }),
           (e: unknown) => e instanceof RpcError && e.code === "DEADLINE_EXCEEDED",
         );
         assert.equal(typeof (await seenDeadline.promise), "number");
@@ -226,13 +232,18 @@ describe("rpc over loopback", () => {
       try {
         await assert.rejects(
           (async () => {
-            for await (const { event } of client.watchCapture({ jobId: "j" }, { timeoutMs: 300 })) {
+            for await (const { event } of client.watchCapture(
+              { jobId: "j" },
+              { timeoutMs: DEADLINE_MS },
+            )) {
               got.push(event?.done ?? -1n);
             }
           })(),
           (e: unknown) => e instanceof RpcError && e.code === "DEADLINE_EXCEEDED",
         );
-        assert.deepEqual(got, [1n]);
+        // On a loaded machine the deadline can pass before the first event is read; what must
+        // hold is that nothing but that event arrived and the stream ended with the deadline.
+        assert.ok(got.length <= 1 && got.every((d) => d === 1n), `unexpected events ${got}`);
         assert.equal(await seen.promise, "DEADLINE_EXCEEDED");
         await cleaned.promise;
       } finally {
@@ -460,6 +471,23 @@ describe("rpc over loopback", () => {
       `no abl_grpc_server_handling_seconds_count for GetCapture NOT_FOUND`,
     );
   });
+
+  test(
+    "listen on a port in use fails with RpcConfigError naming the address",
+    HANG_GUARD,
+    async () => {
+      const other = createServer({ log });
+      try {
+        await assert.rejects(
+          other.listen(address),
+          (e: unknown) =>
+            e instanceof RpcConfigError && e.message.includes(`cannot listen on ${address}`),
+        );
+      } finally {
+        await other.shutdown({ graceMs: 1_000 });
+      }
+    },
+  );
 
   test(
     "grpc.health.v1 Check answers per service and NOT_FOUND for unknown ones",

@@ -17,7 +17,7 @@ import { Health } from "./gen/grpc/health/v1/health_pb.ts";
 import { createHealthService, type HealthStatus } from "./health.ts";
 import { loggingInterceptor, metricsInterceptor } from "./interceptors.ts";
 import { methodPath, RpcConfigError, serviceDefinition } from "./service-definition.ts";
-import { RpcError, type StatusMappingOptions, toGrpcStatus } from "./status.ts";
+import { Code, codeName, RpcError, type StatusMappingOptions, toGrpcStatus } from "./status.ts";
 import type { AnyHandler, HandlerContext, ServiceImpl } from "./types.ts";
 
 /**
@@ -153,13 +153,19 @@ export function createServer(options: ServerOptions): RpcServer {
     return { ctx, dispose };
   };
 
-  /** The status for a failure; an aborted call reports why it was aborted. */
+  /**
+   * The status for a failure; an aborted call reports why it was aborted. Unexpected errors
+   * (INTERNAL) are logged at error with the full error; errors mapped to a client-facing code
+   * at info, since they describe the request rather than a fault of the service.
+   */
   const failure = (err: unknown, ctx: HandlerContext) => {
     const status = toGrpcStatus(ctx.signal.aborted ? ctx.signal.reason : err, options);
-    if (!ctx.signal.aborted && !(err instanceof RpcError)) {
-      ctx.log.error({ err, code: status.code }, "handler failed");
+    if (ctx.signal.aborted) {
+      ctx.log.debug({ err, code: codeName(status.code) }, "handler ended after abort");
+    } else if (status.code === Code.INTERNAL) {
+      ctx.log.error({ err, code: codeName(status.code) }, "handler failed");
     } else {
-      ctx.log.debug({ err, code: status.code }, "handler ended with status");
+      ctx.log.info({ err, code: codeName(status.code) }, "handler rejected the request");
     }
     return status;
   };
@@ -237,7 +243,11 @@ export function createServer(options: ServerOptions): RpcServer {
       if (stopping) throw new RpcConfigError("cannot listen after shutdown()");
       const port = await new Promise<number>((resolve, reject) => {
         server.bindAsync(address, credentials, (err, bound) =>
-          err ? reject(err) : resolve(bound),
+          err
+            ? reject(
+                new RpcConfigError(`cannot listen on ${address}: ${err.message}`, { cause: err }),
+              )
+            : resolve(bound),
         );
       });
       listening = true;
