@@ -14,6 +14,8 @@ export interface Table2x2 {
 export interface CmhResult extends TestResult {
   /** Σ(a·d/n) / Σ(b·c/n) over strata; null when undefined or infinite. */
   readonly commonOddsRatio: number | null;
+  /** True when the MH odds ratio is +∞ (no stratum has a treatment fail with a baseline pass). */
+  readonly commonOddsRatioInfinite: boolean;
   /** Strata used (a stratum with fewer than 2 trials carries no information and is dropped). */
   readonly strata: number;
 }
@@ -86,6 +88,7 @@ export function cochranMantelHaenszel(
     statisticName: "chi-square (1 df)",
     pValue: p,
     commonOddsRatio: finiteOrNull(or),
+    commonOddsRatioInfinite: or === Number.POSITIVE_INFINITY,
     strata: used,
     ...(note === undefined ? {} : { note }),
   };

@@ -59,7 +59,7 @@ function comparisonSection(c: Comparison): string {
     .map(testRow)
     .filter((r) => r !== null);
   const cmh = c.cmh
-    ? `<p>Mantel–Haenszel common odds ratio (treatment vs baseline): <b>${num(c.cmh.commonOddsRatio)}</b> over ${c.cmh.strata} task strata.</p>`
+    ? `<p>Mantel–Haenszel common odds ratio (treatment vs baseline): <b>${c.cmh.commonOddsRatioInfinite ? "∞" : num(c.cmh.commonOddsRatio)}</b> over ${c.cmh.strata} task strata.</p>`
     : "";
   const boot = c.bootstrap
     ? `<p>Accuracy difference (treatment − baseline) on ${c.commonTasks} common tasks: <b>${pct(c.difference)}</b> (${pct(c.treatmentAccuracy)} vs ${pct(c.baselineAccuracy)}); ${esc(c.bootstrap.method)}, ${c.bootstrap.resamples} resamples, seed ${c.bootstrap.seed}: ${Math.round(c.bootstrap.confidence * 100)}% CI [${pct(c.bootstrap.ci.low)}, ${pct(c.bootstrap.ci.high)}].</p>`
@@ -113,7 +113,7 @@ function glanceTable(cs: readonly Comparison[]): string {
       p(c.mcnemar),
       p(c.permutation),
       p(c.cmh),
-      num(c.cmh?.commonOddsRatio, 2),
+      c.cmh?.commonOddsRatioInfinite ? "∞" : num(c.cmh?.commonOddsRatio, 2),
       need?.replicasPerTask == null ? "–" : String(need.replicasPerTask),
     ];
   });

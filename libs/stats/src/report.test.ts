@@ -92,6 +92,8 @@ test("degenerate input: empty variant, all passes, all failures, one-sided tasks
   assert.equal(good.mcnemar, null);
   assert.match(good.mcnemarSkipped!, /more than one replica/);
   assert.equal(good.difference, 1);
+  assert.equal(good.cmh!.commonOddsRatio, null);
+  assert.equal(good.cmh!.commonOddsRatioInfinite, true);
   const empty = r.comparisons.find((c) => c.treatment === "empty")!;
   assert.equal(empty.commonTasks, 0);
   assert.equal(empty.fisher, null);
