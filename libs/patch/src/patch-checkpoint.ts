@@ -28,7 +28,7 @@ import type { OutputFolder } from "./output.ts";
 import type { EditOp, PatchPlan } from "./plan.ts";
 
 /**
- * Size of the one I/O buffer a patch reuses for everything. 64 MiB holds a whole `[hidden, in]`
+ * Size of each of the two I/O buffers a patch reuses for everything. 64 MiB holds a whole `[hidden, in]`
  * slice of any ≤ 8B dense model in bf16 (Qwen3-4B down_proj is 50 MB), so most slices are read
  * once; bigger slices take a second read pass. Allocated once: fresh memory is slow to touch here.
  */
@@ -176,7 +176,7 @@ export async function* patchCheckpoint(
     editedTensors: plan.edits.size,
   };
 
-  const buffer = new Uint8Array(Math.max(bufferBytes, 1 << 16));
+  const io = new WriteBehind(Math.max(bufferBytes, 1 << 16));
   const scratch = new KernelScratch();
   const files: { name: string; size: number; sha256: string }[] = [];
   const tensorReports: TensorReport[] = [];
@@ -221,7 +221,7 @@ export async function* patchCheckpoint(
           const t = tensors[i]!;
           const op = plan.edits.get(t.name);
           if (op) {
-            const stats = await editTensor(source, t, op, plan, w, buffer, scratch, signal);
+            const stats = await editTensor(source, t, op, plan, w, io, scratch, signal);
             tensorReports.push(report(t, op, stats, plan.method));
             bytesDone += t.byteLength;
             tensorsDone++;
@@ -232,7 +232,7 @@ export async function* patchCheckpoint(
             while (j < tensors.length && !plan.edits.has(tensors[j]!.name)) j++;
             const start = t.offset;
             const end = tensors[j - 1]!.offset + tensors[j - 1]!.byteLength;
-            await copyRange(source, start, end - start, w, buffer, signal);
+            await copyRange(source, start, end - start, w, io, signal);
             bytesDone += end - start;
             tensorsDone += j - i;
             i = j;
@@ -240,11 +240,13 @@ export async function* patchCheckpoint(
           yield { type: "progress", bytes: bytesDone, tensors: tensorsDone, file: shard.file };
         }
         if (extra) {
-          await copyRange(source, extra.offset, extra.byteLength, w, buffer, signal);
+          await copyRange(source, extra.offset, extra.byteLength, w, io, signal);
           bytesDone += extra.byteLength;
         }
+        await io.flush();
         await w.finish();
       } catch (err) {
+        await io.settle();
         await writer?.abort();
         throw err;
       } finally {
@@ -332,20 +334,64 @@ export async function* patchCheckpoint(
   }
 }
 
+/**
+ * Two reused I/O buffers with write-behind: a chunk's write (a copy into the page cache or an
+ * upload, done off the main thread) overlaps the read and arithmetic of the next chunk. Writes
+ * stay in order; a buffer is handed out again only once its write has finished.
+ */
+class WriteBehind {
+  private readonly buffers: [Uint8Array, Uint8Array];
+  private readonly busy: [Promise<void>, Promise<void>] = [Promise.resolve(), Promise.resolve()];
+  private next = 0;
+  private tail: Promise<void> = Promise.resolve();
+  private failure: { error: unknown } | undefined;
+  constructor(readonly size: number) {
+    this.buffers = [new Uint8Array(size), new Uint8Array(size)];
+  }
+  /** A buffer no pending write uses; rethrows an earlier write's failure. */
+  async take(): Promise<Uint8Array> {
+    const i = this.next;
+    this.next ^= 1;
+    await this.busy[i];
+    if (this.failure) throw this.failure.error;
+    return this.buffers[i];
+  }
+  /** Queues a write of `chunk`, a view of the buffer taken last, behind earlier writes. */
+  write(writer: SafetensorsWriter, chunk: Uint8Array, signal?: AbortSignal): void {
+    const done = this.tail
+      .then(() => (this.failure ? undefined : writer.write(chunk, signal)))
+      .catch((error: unknown) => {
+        this.failure ??= { error };
+      });
+    this.tail = done;
+    this.busy[this.next ^ 1] = done;
+  }
+  /** Waits for every queued write; rethrows the first failure. */
+  async flush(): Promise<void> {
+    await this.tail;
+    if (this.failure) throw this.failure.error;
+  }
+  /** Waits for queued writes without throwing (before aborting). */
+  async settle(): Promise<void> {
+    await this.tail;
+  }
+}
+
 async function copyRange(
   source: ByteSource,
   offset: number,
   length: number,
   writer: SafetensorsWriter,
-  buffer: Uint8Array,
+  io: WriteBehind,
   signal?: AbortSignal,
 ): Promise<void> {
   let done = 0;
   while (done < length) {
+    const buffer = await io.take();
     const n = Math.min(buffer.byteLength, length - done);
     const chunk = buffer.subarray(0, n);
     await source.read(offset + done, n, chunk, signal);
-    await writer.write(chunk, signal);
+    io.write(writer, chunk, signal);
     done += n;
   }
 }
@@ -356,7 +402,7 @@ async function editTensor(
   op: EditOp,
   plan: PatchPlan,
   writer: SafetensorsWriter,
-  buffer: Uint8Array,
+  io: WriteBehind,
   scratch: KernelScratch,
   signal?: AbortSignal,
 ): Promise<EditStats> {
@@ -366,21 +412,22 @@ async function editTensor(
   const h = r.length;
   const stats = emptyStats();
   const shape = t.shape;
+  const capacity = io.size;
   if (op.writer.residualAxis === -1) {
     const rows = elementCount(shape) / h;
     const rowBytes = h * size;
-    const perChunk = Math.floor(buffer.byteLength / rowBytes);
+    const perChunk = Math.floor(capacity / rowBytes);
     if (perChunk === 0)
       throw new PatchError(
-        `tensor "${t.name}": a ${rowBytes}-byte row does not fit the ${buffer.byteLength}-byte buffer`,
+        `tensor "${t.name}": a ${rowBytes}-byte row does not fit the ${capacity}-byte buffer`,
       );
     for (let k = 0; k < rows; k += perChunk) {
       signal?.throwIfAborted();
       const count = Math.min(perChunk, rows - k);
-      const chunk = buffer.subarray(0, count * rowBytes);
+      const chunk = (await io.take()).subarray(0, count * rowBytes);
       await source.read(t.offset + k * rowBytes, chunk.byteLength, chunk, signal);
       editHiddenLast(chunk, dtype, count, r, op.lambda, plan.method, stats, scratch);
-      await writer.write(chunk, signal);
+      io.write(writer, chunk, signal);
     }
     return stats;
   }
@@ -388,15 +435,16 @@ async function editTensor(
   const rowBytes = n * size;
   const sliceBytes = h * rowBytes;
   const slices = elementCount(shape) / (h * n);
-  const perChunk = Math.floor(buffer.byteLength / rowBytes);
+  const perChunk = Math.floor(capacity / rowBytes);
   if (perChunk === 0)
     throw new PatchError(
-      `tensor "${t.name}": a ${rowBytes}-byte row does not fit the ${buffer.byteLength}-byte buffer`,
+      `tensor "${t.name}": a ${rowBytes}-byte row does not fit the ${capacity}-byte buffer`,
     );
   for (let s = 0; s < slices; s++) {
     const base = t.offset + s * sliceBytes;
     const sums = scratch.columns(n);
     const whole = perChunk >= h;
+    let buffer = await io.take();
     // Pass 1: column sums rᵀW and ‖w_j‖². A slice that fits the buffer is read once.
     for (let k = 0; k < h; k += perChunk) {
       signal?.throwIfAborted();
@@ -410,10 +458,11 @@ async function editTensor(
     for (let k = 0; k < h; k += perChunk) {
       signal?.throwIfAborted();
       const count = Math.min(perChunk, h - k);
+      if (!whole) buffer = await io.take();
       const chunk = buffer.subarray(0, count * rowBytes);
       if (!whole) await source.read(base + k * rowBytes, chunk.byteLength, chunk, signal);
       stats.diffSq += applyHiddenFirst(chunk, dtype, k, count, n, r, sums, scratch);
-      await writer.write(chunk, signal);
+      io.write(writer, chunk, signal);
     }
     addColumnStats(sums, plan.method, stats);
   }
