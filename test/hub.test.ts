@@ -327,6 +327,18 @@ describe("downloadHubModel", () => {
     );
   });
 
+  it("falls back to the cached snapshot of a revision when the Hub is unreachable", async () => {
+    const events: HubEvent[] = [];
+    const snapshot = await downloadHubModel("org/tiny@main", {
+      cacheDir: cache,
+      endpoint: "http://127.0.0.1:1",
+      attempts: 1,
+      onEvent: (e) => events.push(e),
+    });
+    assert.equal(snapshot, join(hubRepoCacheDir(cache, "org/tiny"), "snapshots", COMMIT));
+    assert.ok(events.some((e) => e.type === "offline" && e.commit === COMMIT));
+  });
+
   it("gives up on an unreachable endpoint after its attempts", async () => {
     await assert.rejects(
       downloadHubModel("org/tiny@v2", {

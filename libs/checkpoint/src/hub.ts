@@ -124,6 +124,12 @@ export type HubEvent =
       readonly attempt: number;
       readonly delayMs: number;
       readonly reason: string;
+    }
+  | {
+      readonly type: "offline";
+      readonly repoId: string;
+      readonly commit: string;
+      readonly reason: string;
     };
 
 /** Options of {@link downloadHubModel}. */
@@ -524,10 +530,31 @@ export async function downloadHubModel(
   };
   const include = options.include ?? isCheckpointFile;
   const repoDir = hubRepoCacheDir(options.cacheDir, parsed.repoId);
-  const commit = /^[0-9a-f]{40}$/.test(parsed.revision)
-    ? parsed.revision
-    : await resolveCommit(ctx, parsed);
-  const files = (await listFiles(ctx, parsed.repoId, commit)).filter((f) => include(f.path));
+  let commit: string;
+  let files: HubFile[];
+  try {
+    commit = /^[0-9a-f]{40}$/.test(parsed.revision)
+      ? parsed.revision
+      : await resolveCommit(ctx, parsed);
+    files = (await listFiles(ctx, parsed.repoId, commit)).filter((f) => include(f.path));
+  } catch (err) {
+    // Hub unreachable (not a refusal): serve the snapshot the cache already has for this
+    // revision, as huggingface_hub does.
+    const refused =
+      err instanceof HubAuthError || err instanceof HubNotFoundError || ctx.signal?.aborted;
+    const cachedCommit = refused ? undefined : await cachedHubCommit(options.cacheDir, parsed);
+    const known =
+      cachedCommit ?? (/^[0-9a-f]{40}$/.test(parsed.revision) ? parsed.revision : undefined);
+    const snapshot = known ? join(repoDir, "snapshots", known) : undefined;
+    if (!snapshot || !known || !(await exists(join(snapshot, "config.json")))) throw err;
+    ctx.onEvent?.({
+      type: "offline",
+      repoId: parsed.repoId,
+      commit: known,
+      reason: (err as Error).message,
+    });
+    return snapshot;
+  }
   if (!files.some((f) => f.path === "config.json")) {
     throw new HubError(
       `${parsed.repoId}@${commit} has no config.json: not a transformers checkpoint`,
