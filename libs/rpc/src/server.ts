@@ -32,6 +32,12 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
  */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Longest delay Node's setTimeout honours (2^31-1 ms, about 24.8 days); a longer one fires at
+ * once. A deadline further away than that is treated as none.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Options for {@link createServer}. */
 export interface ServerOptions extends StatusMappingOptions {
   /** Logger; each call gets a child with `rpc` and `rpcId`. */
@@ -130,10 +136,12 @@ export function createServer(options: ServerOptions): RpcServer {
     const onShutdown = () => abort("UNAVAILABLE", "server is shutting down");
     call.on("cancelled", onCancelled);
     lifetime.signal.addEventListener("abort", onShutdown, { once: true });
+    const remaining = deadline === undefined ? undefined : deadline - Date.now();
     const timer =
-      deadline === undefined
+      remaining === undefined || remaining > MAX_TIMER_MS
         ? undefined
-        : setTimeout(() => abort("DEADLINE_EXCEEDED", "deadline exceeded"), deadline - Date.now());
+        : setTimeout(() => abort("DEADLINE_EXCEEDED", "deadline exceeded"), remaining);
+    if (call.cancelled) onCancelled();
     if (lifetime.signal.aborted) onShutdown();
     const path = methodPath(method).slice(1);
     const rpcId = call.metadata.get("x-request-id")[0]?.toString() || randomUUID();
