@@ -30,10 +30,12 @@ export {
   type StepWorkers,
   startStepWorkers,
   stepLocation,
+  stepQueue,
 } from "./step-runner.ts";
 export {
   benchStep,
   captureStep,
+  createBenchStep,
   directionsStep,
   evalStep,
   type ModelRef,

@@ -115,6 +115,14 @@ export function stepLocation(
   return { key, prefix: `${def.prefix}/${key}` };
 }
 
+/**
+ * The bus queue of a step kind: `abl.job.step-<kind>`. Kept apart from the queues that services
+ * consume for their own gRPC API (`abl.job.patch`, ...), so either kind of job finds its worker.
+ */
+export function stepQueue(kind: string): string {
+  return `step-${kind}`;
+}
+
 /** Progress events are throttled to this interval per step, so a fast loop does not flood the bus. */
 const PROGRESS_INTERVAL_MS = 250;
 
@@ -162,7 +170,7 @@ export async function runStep<R>(
     const again = await readArtifact(opts.store, prefix);
     if (again) return { key, prefix, result: resultOf<R>(again.meta), cached: true };
     const job: StepJob = { kind, key, sweep: opts.sweep, params, runtime: options.runtime ?? {} };
-    await opts.bus.publishJob(kind, job, { id: key });
+    await opts.bus.publishJob(stepQueue(kind), job, { id: key });
     let next = first;
     for (;;) {
       const r = await next;
@@ -209,7 +217,7 @@ export interface StepWorkerOptions extends StepRunnerOptions {
 export function startStepWorkers(opts: StepWorkerOptions): StepWorkers {
   const maxDeliver = opts.maxDeliver ?? 3;
   const consumers = opts.definitions.map((def) =>
-    opts.bus.consumeJobs(def.kind, (job) => handle(def, job), {
+    opts.bus.consumeJobs(stepQueue(def.kind), (job) => handle(def, job), {
       concurrency: opts.concurrency?.[def.kind] ?? 1,
       maxDeliver,
       ackWaitMs: opts.ackWaitMs ?? 60_000,

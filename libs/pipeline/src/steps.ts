@@ -14,6 +14,7 @@ import {
   createNopAgent,
   createOracleAgent,
   createTerminusAgent,
+  type EnvironmentFactory,
   KeyedSemaphore,
   loadDataset,
   runSuite,
@@ -63,6 +64,21 @@ import type {
   RefusalSpec,
 } from "./spec.ts";
 import type { StepDefinition } from "./step-runner.ts";
+
+/**
+ * The content digest of an artifact: sha256 over its files' names and sha256s, from the manifest.
+ * Two artifacts with the same files have the same digest wherever and however they were written.
+ */
+export async function artifactDigest(store: ObjectStore, prefix: string): Promise<string> {
+  const m = await readArtifact(store, prefix);
+  if (!m) throw new Error(`no artifact at ${prefix} (no manifest)`);
+  return sha256Hex(
+    m.files
+      .map((f) => `${f.name}:${f.sha256}`)
+      .sort()
+      .join("\n"),
+  );
+}
 
 /** A model in the store: its artifact prefix and content digest. */
 export interface ModelRef {
@@ -318,9 +334,9 @@ export const patchStep: StepDefinition<PatchStepParams, unknown> = {
       if (done !== undefined) yield { done, total, unit: "bytes" };
       r = await gen.next();
     }
-    const modelManifest = await readArtifact(ctx.store, ctx.prefix);
-    const files = (modelManifest?.files ?? []).map((f) => `${f.name}:${f.sha256}`).sort();
-    return { digest: sha256Hex(files.join("\n")), report: r.value };
+    // The patched model's artifact is published by its output folder (manifest last) with the
+    // abliteration report inside; the step's result is that manifest's metadata.
+    return r.value;
   },
 };
 
@@ -421,85 +437,100 @@ export interface BenchStepResult {
   readonly byVariant: Readonly<Record<string, { trials: number; passed: number }>>;
 }
 
-export const benchStep: StepDefinition<BenchStepParams, BenchStepResult> = {
-  kind: "bench",
-  version: 1,
-  prefix: "benches",
-  async *run(p, ctx) {
-    const rt = ctx.runtime as unknown as BenchRuntime;
-    const dataset = rt.datasetDir ?? p.bench.dataset;
-    const { tasks } = await loadDataset(dataset, {
-      cacheDir: rt.cacheDir,
-      ...(p.bench.tasks ? { only: p.bench.tasks } : {}),
-      signal: ctx.signal,
-    });
-    const inFlight = new KeyedSemaphore(p.bench.concurrency);
-    const variants: SuiteVariant[] = Object.keys(p.variants).map((name) => {
-      const ep = rt.endpoints[name];
-      if (!ep && (p.bench.agent === "terminus-json" || p.bench.agent === "terminus-xml")) {
-        throw new Error(`no endpoint serves variant "${name}"`);
+/**
+ * The bench step with trials in `envFactory`'s environments: the bubblewrap sandbox embedded, one
+ * pod per trial in the cluster runner. Kind, version and prefix are the same either way, so a
+ * bench's key does not depend on where it ran.
+ */
+export function createBenchStep(
+  envFactory: EnvironmentFactory,
+): StepDefinition<BenchStepParams, BenchStepResult> {
+  return {
+    kind: "bench",
+    version: 1,
+    prefix: "benches",
+    async *run(p, ctx) {
+      const rt = ctx.runtime as unknown as BenchRuntime;
+      const dataset = rt.datasetDir ?? p.bench.dataset;
+      const { tasks } = await loadDataset(dataset, {
+        cacheDir: rt.cacheDir,
+        ...(p.bench.tasks ? { only: p.bench.tasks } : {}),
+        signal: ctx.signal,
+      });
+      const inFlight = new KeyedSemaphore(p.bench.concurrency);
+      const variants: SuiteVariant[] = Object.keys(p.variants).map((name) => {
+        const ep = rt.endpoints[name];
+        if (!ep && (p.bench.agent === "terminus-json" || p.bench.agent === "terminus-xml")) {
+          throw new Error(`no endpoint serves variant "${name}"`);
+        }
+        const agent =
+          p.bench.agent === "oracle"
+            ? createOracleAgent()
+            : p.bench.agent === "nop"
+              ? createNopAgent()
+              : createTerminusAgent({
+                  format: p.bench.agent === "terminus-xml" ? "xml" : "json",
+                  llm: createLlmClient({
+                    endpoint: ep!.url,
+                    model: ep!.model,
+                    inFlight,
+                    sampling: {
+                      temperature: p.bench.temperature,
+                      ...(p.bench.maxTokens !== undefined ? { max_tokens: p.bench.maxTokens } : {}),
+                    },
+                  }),
+                  acceptSplitJson: p.bench.acceptSplitJson,
+                  ...(p.bench.maxTurns !== undefined ? { maxTurns: p.bench.maxTurns } : {}),
+                });
+        return { name, agent };
+      });
+      const trials = `trials/${ctx.key}`;
+      const gen = runSuite({
+        runId: ctx.key,
+        tasks,
+        variants,
+        replicas: p.bench.replicas,
+        store: ctx.store,
+        prefix: trials,
+        envFactory,
+        concurrency: p.bench.concurrency,
+        signal: ctx.signal,
+      });
+      let total = 1;
+      let done = 0;
+      let r = await gen.next();
+      while (!r.done) {
+        const e = r.value;
+        if (e.type === "planned") {
+          total = e.total;
+          done = e.alreadyDone;
+          yield { done, total, unit: "trials", message: `${e.alreadyDone} already done` };
+        } else if (e.type === "trial_finished") {
+          done = e.done;
+          yield {
+            done,
+            total,
+            unit: "trials",
+            message: `${e.result.taskId} ${e.result.variant} r${e.result.replica}: ${e.result.outcome}`,
+          };
+        } else if (e.type === "trial_event") {
+          // Every agent turn is a heartbeat: the step worker tells the bus the job is alive.
+          yield { done, total, unit: "trials" };
+        } else if (e.type === "trial_started") {
+          yield { done, total, unit: "trials", message: `${e.taskId} ${e.variant} r${e.replica}` };
+        }
+        r = await gen.next();
       }
-      const agent =
-        p.bench.agent === "oracle"
-          ? createOracleAgent()
-          : p.bench.agent === "nop"
-            ? createNopAgent()
-            : createTerminusAgent({
-                format: p.bench.agent === "terminus-xml" ? "xml" : "json",
-                llm: createLlmClient({
-                  endpoint: ep!.url,
-                  model: ep!.model,
-                  inFlight,
-                  sampling: {
-                    temperature: p.bench.temperature,
-                    ...(p.bench.maxTokens !== undefined ? { max_tokens: p.bench.maxTokens } : {}),
-                  },
-                }),
-                acceptSplitJson: p.bench.acceptSplitJson,
-                ...(p.bench.maxTurns !== undefined ? { maxTurns: p.bench.maxTurns } : {}),
-              });
-      return { name, agent };
-    });
-    const trials = `trials/${ctx.key}`;
-    const gen = runSuite({
-      runId: ctx.key,
-      tasks,
-      variants,
-      replicas: p.bench.replicas,
-      store: ctx.store,
-      prefix: trials,
-      envFactory: (task, trialId) => createLocalEnvironment(task, trialId),
-      concurrency: p.bench.concurrency,
-      signal: ctx.signal,
-    });
-    let total = 1;
-    let done = 0;
-    let r = await gen.next();
-    while (!r.done) {
-      const e = r.value;
-      if (e.type === "planned") {
-        total = e.total;
-        done = e.alreadyDone;
-        yield { done, total, unit: "trials", message: `${e.alreadyDone} already done` };
-      } else if (e.type === "trial_finished") {
-        done = e.done;
-        yield {
-          done,
-          total,
-          unit: "trials",
-          message: `${e.result.taskId} ${e.result.variant} r${e.result.replica}: ${e.result.outcome}`,
-        };
-      } else if (e.type === "trial_started") {
-        yield { done, total, unit: "trials", message: `${e.taskId} ${e.variant} r${e.replica}` };
-      }
-      r = await gen.next();
-    }
-    const byVariant: Record<string, { trials: number; passed: number }> = {};
-    for (const [v, s] of Object.entries(r.value.byVariant))
-      byVariant[v] = { trials: s.trials, passed: s.passed };
-    return { trials, total: r.value.total, byVariant };
-  },
-};
+      const byVariant: Record<string, { trials: number; passed: number }> = {};
+      for (const [v, s] of Object.entries(r.value.byVariant))
+        byVariant[v] = { trials: s.trials, passed: s.passed };
+      return { trials, total: r.value.total, byVariant };
+    },
+  };
+}
+
+/** The bench step of the embedded shape: trials in the local bubblewrap + tmux sandbox. */
+export const benchStep = createBenchStep((task, trialId) => createLocalEnvironment(task, trialId));
 
 /** Every trial result under a bench's trials prefix, in trial-id order. */
 export async function readTrialResults(store: ObjectStore, prefix: string): Promise<TrialResult[]> {

@@ -13,13 +13,14 @@ import type { DirectionsMeta } from "@abl/refusal";
 import type { ObjectStore } from "@abl/store";
 import { type ConcreteVariant, expandVariants, SpecError, type SweepSpec } from "./spec.ts";
 import { runStep, type StepOutcome, type StepRunnerOptions } from "./step-runner.ts";
-import type {
-  BenchRuntime,
-  BenchStepResult,
-  EvalRuntime,
-  ModelRef,
-  ModelStepResult,
-  ReportStepResult,
+import {
+  artifactDigest,
+  type BenchRuntime,
+  type BenchStepResult,
+  type EvalRuntime,
+  type ModelRef,
+  type ModelStepResult,
+  type ReportStepResult,
 } from "./steps.ts";
 
 /** Variants served for the evaluation and the bench. */
@@ -270,7 +271,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepResult> {
       });
       models.set(v.name, { prefix: c.prefix, digest: c.result.digest });
     } else {
-      const p = await step<{ digest: string }>("patch", `patch ${v.name}`, {
+      const p = await step<unknown>("patch", `patch ${v.name}`, {
         model: modelRef,
         directions: dirs.prefix,
         layer: v.layer,
@@ -278,7 +279,10 @@ export async function runSweep(o: SweepOptions): Promise<SweepResult> {
         method: v.method,
         targets: v.targets,
       });
-      models.set(v.name, { prefix: p.prefix, digest: p.result.digest });
+      models.set(v.name, {
+        prefix: p.prefix,
+        digest: await artifactDigest(o.steps.store, p.prefix),
+      });
     }
   }
 
