@@ -43,6 +43,11 @@ export interface LoadModelOptions {
   readonly threads?: number;
   /** Let idle onnxruntime threads spin (faster on a dedicated machine; default false). */
   readonly spinThreads?: boolean;
+  /**
+   * onnxruntime execution providers in order of preference (default `["cpu"]`); e.g.
+   * `["cuda", "cpu"]` where onnxruntime-node was installed with its CUDA binaries.
+   */
+  readonly executionProviders?: readonly string[];
   readonly signal?: AbortSignal;
 }
 
@@ -202,6 +207,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
       `${dir}: the graph is ${bytes.length} bytes, above protobuf's ${MAX_MODEL_BYTES}-byte limit for inline weights`,
     );
   const session = await ort.InferenceSession.create(bytes, {
+    executionProviders: [...(opts.executionProviders ?? ["cpu"])],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: "all",
