@@ -140,6 +140,8 @@ async function ablRpc(): Promise<Endpoint> {
 }
 
 interface Result {
+  /** Process CPU time (client and server together) per unary call: robust on a busy machine. */
+  cpuUsPerCall: number;
   p50Us: number;
   p99Us: number;
   unaryPerSec: number;
@@ -156,6 +158,7 @@ async function measure(endpoint: Endpoint): Promise<Result> {
   }
   lat.sort((a, b) => a - b);
   let next = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -163,11 +166,13 @@ async function measure(endpoint: Endpoint): Promise<Result> {
     }),
   );
   const unarySec = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
   const t1 = process.hrtime.bigint();
   const got = await endpoint.stream(STREAM_MESSAGES);
   if (got !== STREAM_MESSAGES) throw new Error(`stream delivered ${got} of ${STREAM_MESSAGES}`);
   const streamSec = Number(process.hrtime.bigint() - t1) / 1e9;
   return {
+    cpuUsPerCall: (cpu.user + cpu.system) / CONCURRENT_CALLS,
     p50Us: lat[Math.floor(lat.length * 0.5)] ?? 0,
     p99Us: lat[Math.floor(lat.length * 0.99)] ?? 0,
     unaryPerSec: CONCURRENT_CALLS / unarySec,
@@ -177,6 +182,7 @@ async function measure(endpoint: Endpoint): Promise<Result> {
 
 function best(results: Result[]): Result {
   return {
+    cpuUsPerCall: Math.min(...results.map((r) => r.cpuUsPerCall)),
     p50Us: Math.min(...results.map((r) => r.p50Us)),
     p99Us: Math.min(...results.map((r) => r.p99Us)),
     unaryPerSec: Math.max(...results.map((r) => r.unaryPerSec)),
@@ -207,6 +213,7 @@ const row = (name: string, base: number, mine: number, unit: string, lowerIsBett
   `${name.padEnd(26)} ${base.toFixed(0).padStart(9)} ${mine.toFixed(0).padStart(9)} ${unit.padEnd(6)} ratio ours/bare ${(mine / base).toFixed(2)} (${lowerIsBetter ? "lower" : "higher"} is better)`;
 console.log(`rpc-bench: best of ${ROUNDS} interleaved rounds, loopback, one process`);
 console.log(`${"".padEnd(26)} ${"bare".padStart(9)} ${"@abl/rpc".padStart(9)}`);
+console.log(row("unary CPU per call", b.cpuUsPerCall, o.cpuUsPerCall, "us", true));
 console.log(row("unary latency p50", b.p50Us, o.p50Us, "us", true));
 console.log(row("unary latency p99", b.p99Us, o.p99Us, "us", true));
 console.log(

@@ -145,9 +145,14 @@ export function createServer(options: ServerOptions): RpcServer {
     if (lifetime.signal.aborted) onShutdown();
     const path = methodPath(method).slice(1);
     const rpcId = call.metadata.get("x-request-id")[0]?.toString() || randomUUID();
+    let callLog: Logger | undefined;
     const ctx: HandlerContext = {
       signal: controller.signal,
-      log: log.child({ rpc: path, rpcId }),
+      // Made on first use: most handlers of a healthy service never log.
+      get log() {
+        callLog ??= log.child({ rpc: path, rpcId });
+        return callLog;
+      },
       method: path,
       deadline,
       metadata: call.metadata,
