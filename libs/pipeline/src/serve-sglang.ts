@@ -26,6 +26,10 @@ export interface SglangServeOptions {
   /** Startup (load + CUDA graph capture) budget per server. */
   readonly startupBudgetSeconds?: number;
   readonly extraArgs?: readonly string[];
+  /** `sync`: an init container copies the weights into the pod (default); `runai-streamer`: sglang reads s3:// itself. */
+  readonly weightLoading?: "sync" | "runai-streamer";
+  /** Size of the memory-backed /dev/shm in MiB. */
+  readonly shmMiB?: number;
 }
 
 /** A `ServeVariants` that launches sglang on GPU nodes through the Kubernetes API. */
@@ -39,7 +43,12 @@ export function createSglangServe(options: SglangServeOptions): ServeVariants {
           name: `${options.sweep}-${v.name}`,
           namespace: options.launcher.namespace,
           servedModelName: v.name,
-          weights: { kind: "sync", s3Uri: `s3://${options.bucket}/${key}/`, s3: options.s3 },
+          weights: {
+            kind: options.weightLoading ?? "sync",
+            s3Uri: `s3://${options.bucket}/${key}/`,
+            s3: options.s3,
+          },
+          ...(options.shmMiB ? { shmMiB: options.shmMiB } : {}),
           startupBudgetSeconds: budget,
           ids: { sweep: options.sweep, variant: v.name },
           ...(options.image ? { image: options.image } : {}),

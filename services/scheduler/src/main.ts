@@ -6,7 +6,8 @@
  *
  * Environment: NATS_URL, ABL_STORE (s3://bucket[/prefix]) with ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY,
  * ABL_S3_SECRET_KEY (ABL_S3_REGION); ABL_S3_INTERNAL_ENDPOINT and ABL_S3_SECRET_NAME (the endpoint
- * and Secret sglang pods use); KUBE_NAMESPACE; ABL_SGLANG_IMAGE (optional); ABL_CACHE_DIR
+ * and Secret sglang pods use); KUBE_NAMESPACE; ABL_SGLANG_IMAGE and
+ * ABL_SGLANG_STARTUP_BUDGET_SECONDS, ABL_SGLANG_WEIGHT_LOADING, ABL_SGLANG_SHM_MIB (optional); ABL_CACHE_DIR
  * (default /tmp/abl-cache); GRPC_PORT (50051), METRICS_PORT (9464), LOG_LEVEL (info).
  */
 import { createNatsBus } from "@abl/bus";
@@ -67,6 +68,13 @@ const serve = (sweep: string) =>
     },
     sweep,
     ...(env.ABL_SGLANG_IMAGE ? { image: env.ABL_SGLANG_IMAGE } : {}),
+    ...(env.ABL_SGLANG_WEIGHT_LOADING === "runai-streamer"
+      ? { weightLoading: "runai-streamer" as const }
+      : {}),
+    ...(env.ABL_SGLANG_SHM_MIB ? { shmMiB: Number(env.ABL_SGLANG_SHM_MIB) } : {}),
+    ...(env.ABL_SGLANG_STARTUP_BUDGET_SECONDS
+      ? { startupBudgetSeconds: Number(env.ABL_SGLANG_STARTUP_BUDGET_SECONDS) }
+      : {}),
   });
 const runs = createSweepRuns({
   bus,
