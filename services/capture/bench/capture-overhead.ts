@@ -111,7 +111,17 @@ try {
         });
     }
     for (;;) {
-      const r = await client.getCapture({ jobId: started.jobId });
+      // While the service's event loop is busy loading the model, its KV read can miss the NATS
+      // deadline; such a Get is simply asked again.
+      const r = await client.getCapture({ jobId: started.jobId }).catch((err) => {
+        const code = (err as { code?: string }).code;
+        if (code === "DEADLINE_EXCEEDED" || code === "UNAVAILABLE") return undefined;
+        throw err;
+      });
+      if (!r) {
+        await new Promise((res) => setTimeout(res, 100));
+        continue;
+      }
       if (r.status?.state === JobState.SUCCEEDED) break;
       if (r.status?.state === JobState.FAILED)
         throw new Error(`capture failed: ${r.status.error?.message}`);
