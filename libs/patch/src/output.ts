@@ -18,6 +18,11 @@ export interface OutputFolder {
 }
 
 const TEMP_MARK = ".abl-tmp-";
+/**
+ * Largest piece handed to `ObjectStore.put` at once. Each piece is copied (the caller reuses its
+ * buffer); 4 MiB keeps the copies small next to the S3 client's 16 MiB part buffer.
+ */
+export const STORE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 function pidAlive(pid: number): boolean {
   try {
@@ -205,7 +210,11 @@ export function createStoreOutput(store: ObjectStore, prefix: string): OutputFol
         },
         async write(chunk, sig) {
           sig?.throwIfAborted();
-          await ch.push(chunk);
+          // Hand the store small copies: the patcher's 64 MiB buffers would otherwise be copied
+          // whole and held while the client assembles parts, raising peak memory.
+          for (let at = 0; at < chunk.byteLength; at += STORE_CHUNK_BYTES) {
+            await ch.push(chunk.subarray(at, Math.min(chunk.byteLength, at + STORE_CHUNK_BYTES)));
+          }
           written += chunk.byteLength;
         },
         async commit() {
