@@ -6,7 +6,8 @@
  *
  * Runs warm: the input is read once before timing so every tool starts from the page cache
  * (see ../shared/reference/machine.md). Everything lives under a temp folder that is deleted at
- * the end. Flags: --layers N (default 36, the real depth; fewer for a quick run), --keep.
+ * the end. Flags: --layers N (default 36, the real depth; fewer for a quick run), --keep,
+ * --no-s3 (skip the MinIO run).
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -185,7 +186,11 @@ async function timed(
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { layers: { type: "string" }, keep: { type: "boolean" } },
+    options: {
+      layers: { type: "string" },
+      keep: { type: "boolean" },
+      "no-s3": { type: "boolean" },
+    },
   });
   const layers = Number(values.layers ?? 36);
   const work = await mkdtemp(join(tmpdir(), "abl-patch-bench-"));
@@ -241,7 +246,7 @@ async function main(): Promise<void> {
     } catch {
       minio = undefined;
     }
-    if (minio) {
+    if (minio && !values["no-s3"]) {
       s3 = await minio.startS3();
       const store = createS3Store({
         endpoint: s3.endpoint,
@@ -285,7 +290,7 @@ async function main(): Promise<void> {
         tool: "abl patch S3→S3",
         wall: Number.NaN,
         rss: undefined,
-        note: "not run: no MinIO binary",
+        note: values["no-s3"] ? "not run (--no-s3)" : "not run: no MinIO binary",
       });
     }
 
