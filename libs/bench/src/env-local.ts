@@ -115,6 +115,8 @@ export function createLocalEnvironment(
   let workdir = task.config.environment.workdir ?? "/app";
   const env: Record<string, string> = {};
   let stopped = false;
+  /** Host pid of the sandbox's PID-namespace init; killing it ends everything inside. */
+  let initPid = 0;
 
   const sock = () => join(scratch, "ctl", "tmux.sock");
   const tmux = (args: readonly string[], signal?: AbortSignal) =>
@@ -275,8 +277,25 @@ export function createLocalEnvironment(
     args.push("--clearenv");
     for (const [k, v] of Object.entries(base)) args.push("--setenv", k, v);
     args.push(tmuxBin, "-S", `${CTL}/tmux.sock`, "-D", "-f", "/dev/null");
-    const child = spawn(bwrap, args, { stdio: ["ignore", "ignore", "pipe"] });
+    // fd 3 carries bwrap's info JSON with the sandbox init's host pid, so stop can kill the whole
+    // PID namespace directly instead of relying on --die-with-parent (which races at startup).
+    const child = spawn(bwrap, ["--info-fd", "3", ...args], {
+      stdio: ["ignore", "ignore", "pipe", "pipe"],
+    });
     proc = child;
+    const info = child.stdio[3] as import("node:stream").Readable;
+    let infoText = "";
+    const gotPid = new Promise<void>((resolve) => {
+      info.on("data", (d: Buffer) => {
+        infoText += d.toString();
+        const m = /"child-pid"\s*:\s*(\d+)/.exec(infoText);
+        if (m) {
+          initPid = Number(m[1]);
+          resolve();
+        }
+      });
+      info.on("close", () => resolve());
+    });
     child.stderr?.on("data", (d: Buffer) => {
       if (bwrapErr.length < 4096) bwrapErr += d.toString();
     });
@@ -287,6 +306,7 @@ export function createLocalEnvironment(
         resolve();
       });
     });
+    await gotPid;
     const until = Date.now() + SOCKET_WAIT_MS;
     for (;;) {
       signal?.throwIfAborted();
@@ -367,10 +387,19 @@ export function createLocalEnvironment(
     },
     async stop() {
       stopped = true;
+      if (initPid > 0) {
+        try {
+          process.kill(initPid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
       if (proc && proc.exitCode === null && proc.signalCode === null) {
         proc.kill("SIGKILL");
         await procExit;
       }
+      // Nothing may keep this process's event loop alive after stop.
+      for (const s of proc?.stdio ?? []) s?.destroy();
       if (scratch) await rm(scratch, { recursive: true, force: true });
     },
   };
