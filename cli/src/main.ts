@@ -2,16 +2,16 @@
  * The `abl` command: dispatches to the sub-command whose name matches the longest prefix of the
  * arguments. Only this file reads `process.argv`; SIGINT/SIGTERM abort the running command.
  */
-import { type Command, UsageError } from "./command.ts";
-import { commands } from "./commands/index.ts";
+import { UsageError } from "./command.ts";
+import { type CommandEntry, commands } from "./commands/index.ts";
 
-function findCommand(argv: string[]): { command: Command; rest: string[] } | undefined {
-  let best: Command | undefined;
+function findCommand(argv: string[]): { entry: CommandEntry; rest: string[] } | undefined {
+  let best: CommandEntry | undefined;
   for (const c of commands) {
     if (c.name.every((w, i) => argv[i] === w) && (!best || c.name.length > best.name.length))
       best = c;
   }
-  return best ? { command: best, rest: argv.slice(best.name.length) } : undefined;
+  return best ? { entry: best, rest: argv.slice(best.name.length) } : undefined;
 }
 
 function help(): string {
@@ -36,8 +36,9 @@ async function main(): Promise<number> {
     console.error(`abl: unknown command "${argv.join(" ")}"\n\n${help()}`);
     return 2;
   }
+  const command = await found.entry.load();
   if (found.rest.includes("--help") || found.rest.includes("-h")) {
-    console.log(found.command.usage);
+    console.log(command.usage);
     return 0;
   }
   const controller = new AbortController();
@@ -50,12 +51,10 @@ async function main(): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    return await found.command.run(found.rest, controller.signal);
+    return await command.run(found.rest, controller.signal);
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(
-        `abl ${found.command.name.join(" ")}: ${err.message}\n\n${found.command.usage}`,
-      );
+      console.error(`abl ${command.name.join(" ")}: ${err.message}\n\n${command.usage}`);
       return 2;
     }
     if (controller.signal.aborted) {
@@ -63,7 +62,7 @@ async function main(): Promise<number> {
       return 130;
     }
     console.error(
-      `abl ${found.command.name.join(" ")}: ${err instanceof Error ? err.message : String(err)}`,
+      `abl ${command.name.join(" ")}: ${err instanceof Error ? err.message : String(err)}`,
     );
     if (process.env.ABL_DEBUG && err instanceof Error) console.error(err.stack);
     return 1;
