@@ -7,7 +7,8 @@
  * report the steps; a bad spec is INVALID_ARGUMENT naming the problem.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -20,6 +21,7 @@ import { createSchedulerHandlers, createSweepRuns, SWEEPS_BUCKET } from "@abl/sv
 import { createLogger, createMetrics } from "@abl/telemetry";
 import { type NatsServer, type S3Server, startNats, startS3 } from "./support/servers.ts";
 
+const ABL = fileURLToPath(new URL("../cli/bin/abl.mjs", import.meta.url));
 const TINY = fileURLToPath(new URL("../libs/refusal/fixtures/tiny-llama/", import.meta.url));
 
 let nats: NatsServer;
@@ -33,6 +35,23 @@ after(async () => {
   await Promise.all([nats?.stop(), s3?.stop()]);
   await rm(cacheDir, { recursive: true, force: true });
 });
+
+function runCli(
+  args: string[],
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.once("exit", (status) => resolve({ status, stdout, stderr }));
+  });
+}
 
 const SPEC = `name: tiny-sweep
 model:
@@ -147,6 +166,16 @@ test("a sweep runs through the scheduler over NATS and S3, then is served as cac
 
     const again = await client.startSweep({ specYaml: SPEC, sweepId: "tiny-sweep" });
     assert.equal(again.cached, true);
+
+    // The CLI's cluster mode talks to the same scheduler.
+    const specFile = join(cacheDir, "tiny.yaml");
+    await writeFile(specFile, SPEC);
+    // Asynchronous: the scheduler answering it lives in this very process.
+    const cli = await runCli([ABL, "run", specFile, "--cluster", `127.0.0.1:${svc.grpcPort}`]);
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.match(cli.stderr, /sweep tiny-sweep \(finished earlier: cached\)/);
+    assert.match(cli.stdout, /^base +1\/1 passed$/m);
+    assert.match(cli.stdout, /report: reports\/[0-9a-f]{64}\/report\.html/);
   } finally {
     client.close();
     await svc.stop();

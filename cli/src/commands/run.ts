@@ -26,7 +26,7 @@ import { createLocalStore, readArtifact } from "@abl/store";
 import { type Command, parseCli, UsageError } from "../command.ts";
 import { createProgress, type ProgressLine } from "../progress.ts";
 
-const USAGE = `usage: abl run SPEC.yaml [--out DIR] [--json]
+const USAGE = `usage: abl run SPEC.yaml [--out DIR] [--json] [--cluster HOST:PORT]
 
 Runs the sweep described by SPEC.yaml on this machine: capture → directions → patch per variant →
 serve → refusal evaluation → bench → report. Artifacts go to DIR/store (content-addressed, so a
@@ -36,6 +36,8 @@ DIR/summary.json and DIR/master_summary.csv.
 options:
   --out DIR     output folder (default ./abl-out/<spec name>)
   --json        print the result as JSON instead of the summary table
+  --cluster A   send the spec to the scheduler service at A (host:port) instead, follow its
+                progress, and print the summary; artifacts stay in the cluster's object store
 See README.md ("Writing a sweep spec") for the spec's keys.`;
 
 /** Options of {@link runSpec}. */
@@ -204,6 +206,63 @@ export async function runSpec(
   return 0;
 }
 
+/** `abl run --cluster`: the scheduler runs the sweep; this follows WatchSweep and prints GetSweep. */
+async function runOnCluster(
+  address: string,
+  specYaml: string,
+  json: boolean,
+  signal: AbortSignal,
+): Promise<number> {
+  const { createClient, JobState, SchedulerService } = await import("@abl/rpc");
+  const client = createClient(SchedulerService, { address });
+  try {
+    const started = await client.startSweep(
+      { specYaml, sweepId: "" },
+      { signal, timeoutMs: 60_000 },
+    );
+    console.error(
+      `sweep ${started.sweepId}${started.cached ? " (finished earlier: cached)" : " started"} on ${address}`,
+    );
+    const progress = createProgress();
+    const lines = new Map<string, ProgressLine>();
+    for await (const { event } of client.watchSweep({ sweepId: started.sweepId }, { signal })) {
+      const e = event?.event;
+      if (e?.case === "progress") {
+        let line = lines.get(e.value.jobId);
+        if (!line) {
+          line = progress.line(e.value.step, e.value.unit);
+          lines.set(e.value.jobId, line);
+        }
+        line.update(Number(e.value.done), Number(e.value.total), e.value.message);
+      } else if (e?.case === "step") {
+        const line = lines.get(e.value.stepKey);
+        const text = `${e.value.kind}${e.value.cached ? " (cached)" : ""}${e.value.error ? `: ${e.value.error.message}` : ""}`;
+        if (line) line.finish(text);
+        else progress.log(`${e.value.state === JobState.FAILED ? "✖" : "✔"} ${text}`);
+        lines.delete(e.value.stepKey);
+      }
+    }
+    progress.close();
+    const got = await client.getSweep({ sweepId: started.sweepId }, { signal, timeoutMs: 60_000 });
+    if (json) {
+      console.log(JSON.stringify(got, (_k, v) => (typeof v === "bigint" ? Number(v) : v), 2));
+    } else {
+      for (const v of got.summary?.variants ?? []) {
+        console.log(`${v.variant.padEnd(20)} ${v.passed}/${v.trials} passed`);
+      }
+      if (got.summary?.report)
+        console.log(`report: ${got.summary.report.key} (in the cluster's object store)`);
+    }
+    if (got.status?.state !== JobState.SUCCEEDED) {
+      console.error(`sweep ended ${got.status?.error?.message ?? "without success"}`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
 export const runCommand: Command = {
   name: ["run"],
   summary: "run a sweep spec embedded on this machine (resumes after a kill)",
@@ -214,7 +273,11 @@ export const runCommand: Command = {
         args: argv,
         allowPositionals: true,
         strict: true,
-        options: { out: { type: "string" }, json: { type: "boolean", default: false } },
+        options: {
+          out: { type: "string" },
+          json: { type: "boolean", default: false },
+          cluster: { type: "string" },
+        },
       }),
     );
     if (positionals.length !== 1) throw new UsageError("give exactly one SPEC.yaml");
@@ -223,6 +286,7 @@ export const runCommand: Command = {
       throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
     });
     const spec = parseSweepSpec(text, file);
+    if (values.cluster) return runOnCluster(values.cluster, text, values.json, signal);
     return runSpec(spec, dirname(file), {
       out: values.out ?? join("abl-out", spec.name),
       json: values.json,
