@@ -48,10 +48,10 @@ bench:
   dataset: builtin
   replicas: ${replicas}
   agent: terminus-json
-  max_turns: 4
-  max_tokens: 192
+  max_turns: 2
+  max_tokens: 128
   temperature: 0.7
-  concurrency: 6
+  concurrency: 8
 report:
   bootstrap: 5000
   seed: 1
