@@ -140,11 +140,13 @@ function exitCodeOf(status: V1Status): number {
 
 function runTar(args: string[], input?: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const p = spawn("tar", args, { stdio: ["pipe", "pipe", "pipe"] });
+    // Only extraction reads stdin; creating an archive must not write to a tar that may already
+    // have exited (EPIPE).
+    const p = spawn("tar", args, { stdio: [input ? "pipe" : "ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     let err = "";
-    p.stdout.on("data", (d: Buffer) => out.push(d));
-    p.stderr.on("data", (d: Buffer) => {
+    p.stdout!.on("data", (d: Buffer) => out.push(d));
+    p.stderr!.on("data", (d: Buffer) => {
       err += d.toString();
     });
     p.on("error", reject);
@@ -153,7 +155,12 @@ function runTar(args: string[], input?: Buffer): Promise<Buffer> {
         ? resolve(Buffer.concat(out))
         : reject(new EnvironmentError(`tar ${args.join(" ")} failed: ${err.trim()}`)),
     );
-    p.stdin.end(input ?? Buffer.alloc(0));
+    if (input && p.stdin) {
+      p.stdin.on("error", (e: NodeJS.ErrnoException) => {
+        if (e.code !== "EPIPE") reject(e);
+      });
+      p.stdin.end(input);
+    }
   });
 }
 
