@@ -152,3 +152,39 @@ test("a step that publishes its own artifact keeps its manifest and returns its 
     await env.close();
   }
 });
+
+test("step jobs are measured: durations by kind and outcome, pending jobs back to zero", async () => {
+  const { Registry } = await import("prom-client");
+  const registry = new Registry();
+  const quick: StepDefinition<{ n: number }, number> = {
+    kind: "quick",
+    version: 1,
+    prefix: "quick",
+    async *run(p) {
+      yield { done: 1, total: 1, unit: "x" };
+      return p.n;
+    },
+  };
+  const dir = await mkdtemp(join(tmpdir(), "abl-steps-"));
+  const store = createLocalStore({ root: dir, fsync: false });
+  const bus = createMemoryBus();
+  const opts = {
+    bus,
+    store,
+    sweep: "m",
+    definitions: [quick as StepDefinition<never, unknown>],
+    registry,
+  };
+  const workers = startStepWorkers(opts);
+  try {
+    await runStep(opts, "quick", { n: 1 });
+    await runStep(opts, "quick", { n: 1 });
+    const text = await registry.metrics();
+    assert.match(text, /abl_job_duration_seconds_count\{kind="quick",outcome="succeeded"\} 1/);
+    assert.match(text, /abl_jobs_pending\{kind="quick"\} 0/);
+  } finally {
+    await workers.stop();
+    await bus.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -18,6 +18,8 @@ import {
   readArtifact,
   stepKey,
 } from "@abl/store";
+import type { Registry } from "prom-client";
+import { type StepMetrics, stepMetrics } from "./step-metrics.ts";
 
 /** Progress of a running step, as its generator yields it. */
 export interface StepProgress {
@@ -44,6 +46,8 @@ export interface StepContext {
    * of a running model server, a local cache folder.
    */
   readonly runtime: Readonly<Record<string, unknown>>;
+  /** The process's step metrics, when it exports any (services do; `abl run` does not). */
+  readonly metrics?: StepMetrics;
 }
 
 /**
@@ -95,6 +99,8 @@ export interface StepRunnerOptions {
   /** Sweep id: events go to `abl.event.<sweep>.step`. */
   readonly sweep: string;
   readonly definitions: readonly StepDefinition<never, unknown>[];
+  /** prom-client registry for `abl_job_duration_seconds`, `abl_jobs_pending`, `abl_trials_total`. */
+  readonly registry?: Registry;
 }
 
 /** Job payload on `abl.job.<kind>`. */
@@ -157,6 +163,8 @@ export async function runStep<R>(
   if (existing) return { key, prefix, result: resultOf<R>(existing.meta), cached: true };
 
   const subject = `${opts.sweep}.step`;
+  const pending = opts.registry ? stepMetrics(opts.registry).jobsPending : undefined;
+  let counted = false;
   const controller = new AbortController();
   const onAbort = () => controller.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -171,6 +179,8 @@ export async function runStep<R>(
     if (again) return { key, prefix, result: resultOf<R>(again.meta), cached: true };
     const job: StepJob = { kind, key, sweep: opts.sweep, params, runtime: options.runtime ?? {} };
     await opts.bus.publishJob(stepQueue(kind), job, { id: key });
+    pending?.inc({ kind });
+    counted = true;
     let next = first;
     for (;;) {
       const r = await next;
@@ -190,6 +200,7 @@ export async function runStep<R>(
       next = events.next();
     }
   } finally {
+    if (counted) pending?.dec({ kind });
     signal?.removeEventListener("abort", onAbort);
     controller.abort();
   }
@@ -230,7 +241,10 @@ export function startStepWorkers(opts: StepWorkerOptions): StepWorkers {
     const subject = `${payload.sweep}.step`;
     const prefix = `${def.prefix}/${payload.key}`;
     const emit = (e: StepEvent) => opts.bus.publishEvent(subject, e);
+    const metrics = opts.registry ? stepMetrics(opts.registry) : undefined;
+    const timer = metrics?.jobDuration.startTimer({ kind: def.kind });
     if (await readArtifact(opts.store, prefix)) {
+      timer?.({ outcome: "cached" });
       await emit({ type: "done", kind: def.kind, key: payload.key, cached: true });
       return;
     }
@@ -246,6 +260,7 @@ export function startStepWorkers(opts: StepWorkerOptions): StepWorkers {
         signal: job.signal,
         attempt: job.attempt,
         runtime: payload.runtime ?? {},
+        ...(metrics ? { metrics } : {}),
       });
       let r = await gen.next();
       while (!r.done) {
@@ -269,8 +284,10 @@ export function startStepWorkers(opts: StepWorkerOptions): StepWorkers {
           result: r.value,
         });
       }
+      timer?.({ outcome: "succeeded" });
       await emit({ type: "done", kind: def.kind, key: payload.key, cached: false });
     } catch (err) {
+      timer?.({ outcome: "failed" });
       await writer.abort().catch(() => undefined);
       const final = err instanceof TerminalJobError || job.attempt >= maxDeliver;
       const error = err instanceof Error ? err.message : String(err);

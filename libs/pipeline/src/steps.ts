@@ -507,6 +507,7 @@ export function createBenchStep(
           yield { done, total, unit: "trials", message: `${e.alreadyDone} already done` };
         } else if (e.type === "trial_finished") {
           done = e.done;
+          ctx.metrics?.trials.inc({ outcome: e.result.outcome });
           yield {
             done,
             total,

@@ -11,6 +11,7 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNatsBus } from "@abl/bus";
+import { captureStep, type StepDefinition, startStepWorkers } from "@abl/pipeline";
 import { createLocalWorkerLauncher } from "@abl/refusal";
 import { CaptureService, runGrpcService } from "@abl/rpc";
 import { openStore } from "@abl/store";
@@ -65,6 +66,7 @@ const svc = await runGrpcService({
   onShutdown: async () => {
     controller.abort();
     await consumer.stop();
+    await sweepSteps.stop();
     await bus.close();
   },
 });
@@ -77,7 +79,15 @@ const consumer = consumeCaptureJobs({
   modelCacheDir: env.ABL_MODEL_CACHE ?? join(tmpdir(), "abl-models"),
   launcher: createLocalWorkerLauncher({ python: env.ABL_PYTHON ?? "python3" }),
   signal: AbortSignal.any([svc.signal, controller.signal]),
+}); // The capture steps of sweeps the scheduler runs (queue abl.job.step-capture).
+const sweepSteps = startStepWorkers({
+  bus,
+  store,
+  sweep: "capture",
+  definitions: [captureStep] as unknown as StepDefinition<never, unknown>[],
+  registry,
 });
+
 consumer.done.catch(async (err: unknown) => {
   log.error({ err }, "job consumer failed; shutting down");
   process.exitCode = 1;

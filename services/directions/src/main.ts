@@ -10,6 +10,7 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNatsBus } from "@abl/bus";
+import { directionsStep, type StepDefinition, startStepWorkers } from "@abl/pipeline";
 import { DirectionsService, runGrpcService } from "@abl/rpc";
 import { openStore } from "@abl/store";
 import { createLogger, createMetrics } from "@abl/telemetry";
@@ -58,6 +59,7 @@ const svc = await runGrpcService({
   onShutdown: async () => {
     controller.abort();
     await consumer.stop();
+    await sweepSteps.stop();
     await bus.close();
   },
 });
@@ -68,7 +70,15 @@ const consumer = consumeDirectionsJobs({
   log,
   modelCacheDir: env.ABL_MODEL_CACHE ?? join(tmpdir(), "abl-models"),
   signal: AbortSignal.any([svc.signal, controller.signal]),
+}); // The directions steps of sweeps the scheduler runs (queue abl.job.step-directions).
+const sweepSteps = startStepWorkers({
+  bus,
+  store,
+  sweep: "directions",
+  definitions: [directionsStep] as unknown as StepDefinition<never, unknown>[],
+  registry,
 });
+
 consumer.done.catch(async (err: unknown) => {
   log.error({ err }, "job consumer failed; shutting down");
   process.exitCode = 1;

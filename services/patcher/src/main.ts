@@ -7,6 +7,7 @@
  * GRPC_PORT (default 50051), METRICS_PORT (default 9464), LOG_LEVEL (default info).
  */
 import { createNatsBus } from "@abl/bus";
+import { patchStep, type StepDefinition, startStepWorkers } from "@abl/pipeline";
 import { PatcherService, runGrpcService } from "@abl/rpc";
 import { openStore } from "@abl/store";
 import { createLogger, createMetrics } from "@abl/telemetry";
@@ -56,6 +57,7 @@ const svc = await runGrpcService({
   onShutdown: async () => {
     controller.abort();
     await consumer.stop();
+    await sweepSteps.stop();
     await bus.close();
   },
 });
@@ -65,5 +67,13 @@ const consumer = consumePatchJobs({
   kv,
   log,
   signal: AbortSignal.any([svc.signal, controller.signal]),
+}); // The patch steps of sweeps the scheduler runs (queue abl.job.step-patch).
+const sweepSteps = startStepWorkers({
+  bus,
+  store,
+  sweep: "patch",
+  definitions: [patchStep] as unknown as StepDefinition<never, unknown>[],
+  registry,
 });
+
 log.info({ grpcPort: svc.grpcPort, store: store.location }, "patcher listening");

@@ -52,6 +52,7 @@ const workers = startStepWorkers({
   store,
   sweep: "runner",
   definitions: [bench, evalStep] as unknown as StepDefinition<never, unknown>[],
+  registry,
   concurrency: { bench: positive("ABL_BENCH_CONCURRENCY", 1), "refusal-eval": 2 },
 });
 let stopping = false;

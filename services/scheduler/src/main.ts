@@ -89,6 +89,7 @@ const workers = startStepWorkers({
   store,
   sweep: "scheduler",
   definitions: [modelStep, reportStep] as unknown as StepDefinition<never, unknown>[],
+  registry,
 });
 const svc = await runGrpcService({
   log,

@@ -14,6 +14,7 @@ import {
 } from "@abl/pipeline";
 import type { ObjectStore } from "@abl/store";
 import type { Logger } from "@abl/telemetry";
+import type { Registry } from "prom-client";
 import { updateSweep } from "./sweep-records.ts";
 
 /** Dependencies of {@link createSweepRuns}. */
@@ -25,6 +26,8 @@ export interface SweepRunsOptions {
   /** How a sweep serves its variants (sglang Deployments named after the sweep). */
   readonly serve: (sweepId: string) => ServeVariants;
   readonly log: Logger;
+  /** Where `abl_jobs_pending` is exported. */
+  readonly registry?: Registry;
 }
 
 /** The sweeps running in this process. */
@@ -44,6 +47,7 @@ export function createSweepRuns(o: SweepRunsOptions): SweepRuns {
     store: o.store,
     sweep,
     definitions: SWEEP_STEPS as unknown as StepDefinition<never, unknown>[],
+    ...(o.registry ? { registry: o.registry } : {}),
   });
 
   return {
