@@ -1,10 +1,7 @@
 #!/usr/bin/env node
-// Entry point for the `abl` command: runs the TypeScript sources through the tsx loader.
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
+// Entry point for the `abl` command: registers the tsx loader in this process and runs the
+// TypeScript sources, so signals reach the command itself (no wrapper process in between).
+import { register } from "tsx/esm/api";
 
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url));
-const r = spawnSync(process.execPath, ["--import", "tsx", main, ...process.argv.slice(2)], {
-  stdio: "inherit",
-});
-process.exit(r.status ?? (r.signal ? 128 + 1 : 1));
+register();
+await import("../src/main.ts");
