@@ -49,9 +49,9 @@ bench:
   replicas: ${replicas}
   agent: terminus-json
   max_turns: 2
-  max_tokens: 128
+  max_tokens: 96
   temperature: 0.7
-  concurrency: 8
+  concurrency: 12
 report:
   bootstrap: 5000
   seed: 1
