@@ -6,6 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ONNXRUNTIME_NODE_INSTALL_CUDA=skip
-bash scripts/install-deps.sh
-[ -d node_modules/.package-lock.json ] || [ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
+bash scripts/install-deps.sh demo
+[ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
 exec node cli/bin/abl.mjs demo "$@"

@@ -7,8 +7,12 @@ set -euo pipefail
 CACHE="${ABL_CACHE_DIR:-$HOME/.cache/abl}"
 mkdir -p "$CACHE/bin"
 
+# `install-deps.sh demo` installs only what `abl demo` needs (no test servers, no browser).
+MODE="${1:-all}"
+PAIRS="bwrap:bubblewrap tmux:tmux git:git"
+[ "$MODE" = demo ] || PAIRS="$PAIRS nats-server:nats-server chromium:chromium"
 need=()
-for pair in nats-server:nats-server bwrap:bubblewrap tmux:tmux chromium:chromium git:git; do
+for pair in $PAIRS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -20,7 +24,7 @@ fi
 
 # MinIO: community binaries are no longer published; build the pinned release from source.
 MINIO_VERSION="${ABL_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
-if [ ! -x "$CACHE/bin/minio" ]; then
+if [ "$MODE" != demo ] && [ ! -x "$CACHE/bin/minio" ]; then
   echo "building minio $MINIO_VERSION (once, cached in $CACHE/bin)"
   GOBIN="$CACHE/bin" go install "github.com/minio/minio@$MINIO_VERSION"
 fi
@@ -48,4 +52,8 @@ PY
   ls "$CACHE"/smollm2/*.gguf | head -1 > "$CACHE/smollm2.path"
   rm -rf "$tmp"
 fi
-echo "deps ready: nats-server $(nats-server --version 2>&1 | head -1), minio $CACHE/bin/minio, model $(cat "$CACHE/smollm2.path")"
+if [ "$MODE" = demo ]; then
+  echo "deps ready: bubblewrap, tmux, model $(cat "$CACHE/smollm2.path")"
+else
+  echo "deps ready: nats-server $(nats-server --version 2>&1 | head -1), minio $CACHE/bin/minio, model $(cat "$CACHE/smollm2.path")"
+fi
