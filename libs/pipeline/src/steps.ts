@@ -256,7 +256,7 @@ export const directionsStep: StepDefinition<DirectionsStepParams, DirectionsMeta
   async *run(p, ctx) {
     if (p.directions.selection === "causal") {
       throw new Error(
-        "causal layer selection needs the ablation probe: run `abl directions --selection causal`",
+        "causal layer selection needs the ablation probe: run `abl directions --select causal`",
       );
     }
     const selection =
