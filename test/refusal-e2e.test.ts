@@ -17,8 +17,8 @@ import {
   type ContrastPrompt,
   createEngineEndpoint,
   createMarkerJudge,
+  createModelCache,
   evaluateRefusal,
-  materializeModel,
   modelFolderDigest,
   readActivations,
 } from "@abl/refusal";
@@ -269,13 +269,12 @@ test("agent-shell on SmolLM2-135M-Instruct: capture → directions → patch →
       "StartPatch",
     );
     await until("patch", () => patcher.getPatch({ jobId: ps.jobId }));
-    const patched = (await patcher.getPatch({ jobId: ps.jobId })).patchedModel?.storeKey as string;
-    const variantDir = await materializeModel(
-      store,
-      patched,
-      join(tmp, "variant-cache"),
-      "variant",
+    const patched = (await patcher.getPatch({ jobId: ps.jobId })).patchedModel;
+    const variant = await createModelCache({ store, dir: join(tmp, "variant-cache") }).acquire(
+      patched?.storeKey as string,
+      patched?.digest || "variant",
     );
+    const variantDir = variant.dir;
 
     // Evaluate on the eval split the services recorded with the activations.
     const acts = await readActivations(store, activations);

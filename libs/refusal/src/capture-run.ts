@@ -4,7 +4,7 @@
  * and the capture service.
  */
 
-import { loadModel, loadTokenizer } from "@abl/engine";
+import { type Engine, type LoadedTokenizer, loadModel, loadTokenizer } from "@abl/engine";
 import { artifactExists, type ObjectStore, stepKey } from "@abl/store";
 import type { ActivationsMeta, CaptureEngineName } from "./activations-artifact.ts";
 import { createBuiltinCapturer, createEngineEndpoint } from "./builtin-engine.ts";
@@ -33,10 +33,22 @@ export interface CaptureRunOptions {
   readonly filter?: boolean;
   /** Launcher for the transformers worker (local subprocess by default). */
   readonly launcher?: WorkerLauncher;
+  /**
+   * Supplies the built-in engine for `modelDir` instead of loading it here; the caller keeps
+   * ownership (a long-running service keeps one loaded across jobs), so it is not disposed.
+   * Called only when the capture is not already cached.
+   */
+  readonly builtin?: (signal?: AbortSignal) => Promise<BuiltinModel>;
   readonly signal?: AbortSignal;
   readonly onProgress?: (
     e: CaptureProgress | { type: "filter"; kept: Record<"refuse" | "comply", number> },
   ) => void;
+}
+
+/** A loaded built-in engine and the tokenizer of the same model folder. */
+export interface BuiltinModel {
+  readonly engine: Engine;
+  readonly tokenizer: LoadedTokenizer;
 }
 
 /** Result of {@link captureActivations}. */
@@ -76,11 +88,17 @@ export async function captureActivations(
   let capturer: ResidualCapturer | undefined;
   let dispose = async () => {};
   if (engineName === "builtin" || options.filter) {
-    const [engine, tokenizer] = await Promise.all([
-      loadModel(options.modelDir, signal ? { signal } : {}),
-      loadTokenizer(options.modelDir),
-    ]);
-    dispose = () => engine.dispose();
+    let engine: Engine;
+    let tokenizer: LoadedTokenizer;
+    if (options.builtin) ({ engine, tokenizer } = await options.builtin(signal));
+    else {
+      [engine, tokenizer] = await Promise.all([
+        loadModel(options.modelDir, signal ? { signal } : {}),
+        loadTokenizer(options.modelDir),
+      ]);
+      const owned = engine;
+      dispose = () => owned.dispose();
+    }
     if (options.filter) {
       const base = createEngineEndpoint(engine, tokenizer, "base", options.chatTemplate);
       const kept = await filterByBehaviour(set.refuse, set.comply, {

@@ -27,3 +27,8 @@ export class EndpointUnavailableError extends Error {
 export class EndpointResponseError extends Error {
   override readonly name = "EndpointResponseError";
 }
+
+/** The local model cache cannot hold the requested model (no manifest, wrong digest, too big). */
+export class ModelCacheError extends Error {
+  override readonly name = "ModelCacheError";
+}

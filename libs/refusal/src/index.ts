@@ -30,6 +30,7 @@ export {
   runCapture,
 } from "./capture-job.ts";
 export {
+  type BuiltinModel,
   CAPTURE_CODE_VERSION,
   type CaptureRunOptions,
   type CaptureRunResult,
@@ -89,6 +90,7 @@ export {
   DirectionsError,
   EndpointResponseError,
   EndpointUnavailableError,
+  ModelCacheError,
 } from "./errors.ts";
 export {
   createLlmJudge,
@@ -130,7 +132,15 @@ export {
   type SelectionPolicy,
   selectLayer,
 } from "./layer-selection.ts";
-export { MAX_MODEL_FILES, MODEL_COMPLETE_MARKER, materializeModel } from "./model-cache.ts";
+export {
+  createModelCache,
+  DEFAULT_MODEL_CACHE_BYTES,
+  MAX_MODEL_FILES,
+  MODEL_CACHE_MARKER,
+  type ModelCache,
+  type ModelCacheOptions,
+  type ModelLease,
+} from "./model-cache.ts";
 export { modelFolderDigest } from "./model-digest.ts";
 export {
   type ChatCompletion,

@@ -1,67 +1,383 @@
+/**
+ * A content-addressed local cache of model folders copied out of the object store. The engine
+ * and the transformers worker need local files; a long-running service must not copy a
+ * checkpoint for every job, so copies are kept under `<dir>/<digest>/`, filled atomically
+ * (temporary folder, files checked against the store manifest's sha256, marker written, folder
+ * renamed), reused across jobs and processes, and evicted least-recently-used past a byte budget.
+ */
+import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { ObjectStore } from "@abl/store";
-import { ActivationsError } from "./errors.ts";
+import {
+  type ArtifactFile,
+  type ArtifactManifest,
+  IntegrityError,
+  joinKey,
+  type ObjectStore,
+  readArtifact,
+  validateKey,
+} from "@abl/store";
+import { ModelCacheError } from "./errors.ts";
 
-/** Marker written last into a materialized model folder; a folder without it is incomplete. */
-export const MODEL_COMPLETE_MARKER = ".abl-complete";
+/** Marker written last into a filled entry; a folder without a valid one is not a cache entry. */
+export const MODEL_CACHE_MARKER = ".abl-model.json";
 /** Files per model folder accepted; an HF checkpoint has tens, a wrong prefix could have millions. */
 export const MAX_MODEL_FILES = 10_000;
+/** Default byte budget: a few 7B bf16 checkpoints (~15 GiB each) on a node's scratch disk. */
+export const DEFAULT_MODEL_CACHE_BYTES = 64 * 1024 ** 3;
+/** Longest digest accepted as an entry name (sha256:<64 hex> is 71). */
+const MAX_DIGEST_CHARS = 200;
+/** Characters of a digest that may become a folder name unchanged (`:` becomes `_`). */
+const DIGEST_PATTERN = /^[A-Za-z0-9_.:-]+$/;
+/** Infix of temporary fill folders: `<entry>.fill-<pid>-<random>`. */
+const FILL_INFIX = ".fill-";
+/** Prefix of folders being deleted (renamed first, so a half-deleted entry never looks whole). */
+const TRASH_PREFIX = ".trash-";
 
-/**
- * Copies the model folder under `prefix` in the store to `<cacheDir>/<name>` (the engine and the
- * worker need local files), reusing an earlier complete copy. Written into a temporary folder
- * and renamed, so a crash never leaves a folder that looks complete.
- */
-export async function materializeModel(
-  store: ObjectStore,
-  prefix: string,
-  cacheDir: string,
-  name: string,
-  signal?: AbortSignal,
-): Promise<string> {
-  if (!/^[\w.:-]+$/.test(name))
-    throw new ActivationsError(`model cache name "${name}" has characters outside [A-Za-z0-9_.:-]`);
-  const dir = join(cacheDir, name.replace(/:/g, "_"));
-  if (
-    await stat(join(dir, MODEL_COMPLETE_MARKER)).then(
-      () => true,
-      () => false,
-    )
-  )
-    return dir;
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
-  const base = prefix.replace(/\/+$/, "");
-  let n = 0;
-  try {
-    for await (const obj of store.list(`${base}/`, signal ? { signal } : {})) {
-      if (++n > MAX_MODEL_FILES)
-        throw new ActivationsError(
-          `${base}/ holds more than ${MAX_MODEL_FILES} files; not a model folder`,
-        );
-      const rel = obj.key.slice(base.length + 1);
-      if (rel.split("/").includes(".."))
-        throw new ActivationsError(`store key ${obj.key} escapes the model folder`);
-      const path = join(tmp, rel);
-      await mkdir(dirname(path), { recursive: true });
-      await pipeline(
-        Readable.from(store.get(obj.key, signal ? { signal } : {})),
-        createWriteStream(path),
-      );
-    }
-    if (n === 0) throw new ActivationsError(`no model files under ${base}/ in ${store.location}`);
-    await pipeline(
-      Readable.from([Buffer.from(new Date().toISOString())]),
-      createWriteStream(join(tmp, MODEL_COMPLETE_MARKER)),
+/** What the marker of a filled entry records. */
+interface EntryMarker {
+  readonly version: 1;
+  readonly digest: string;
+  /** Store prefix the files came from (for logs; the files list is what is compared). */
+  readonly prefix: string;
+  readonly files: readonly ArtifactFile[];
+  readonly bytes: number;
+  readonly filledAt: string;
+}
+
+/** Options of {@link createModelCache}. */
+export interface ModelCacheOptions {
+  readonly store: ObjectStore;
+  /** Local folder holding the entries (created when missing). */
+  readonly dir: string;
+  /** Bytes of model files kept (default {@link DEFAULT_MODEL_CACHE_BYTES}). */
+  readonly maxBytes?: number;
+}
+
+/** A model folder in use; entries with a lease are never evicted. */
+export interface ModelLease {
+  /** Local folder with the model's files (HF layout). */
+  readonly dir: string;
+  readonly digest: string;
+  /** Bytes of the model's files. */
+  readonly bytes: number;
+  /** True when this call copied the files from the store; false when an entry was reused. */
+  readonly fetched: boolean;
+  /** Ends the lease (idempotent); the entry stays cached. */
+  release(): void;
+}
+
+/** The cache; see the module comment. */
+export interface ModelCache {
+  readonly dir: string;
+  readonly maxBytes: number;
+  /**
+   * The local copy of the model `digest` stored under `prefix`: reused when an entry for the
+   * digest holds exactly the files the store's manifest lists, else (re)filled from the store.
+   * Concurrent calls for one digest share a single fill.
+   */
+  acquire(prefix: string, digest: string, signal?: AbortSignal): Promise<ModelLease>;
+  /** Complete entries and their total bytes. */
+  usage(): Promise<{ entries: number; bytes: number }>;
+}
+
+/** Folder name of a digest's entry. */
+function entryName(digest: string): string {
+  if (digest.length === 0 || digest.length > MAX_DIGEST_CHARS || !DIGEST_PATTERN.test(digest))
+    throw new ModelCacheError(
+      `model digest "${digest.slice(0, MAX_DIGEST_CHARS)}" must be 1..${MAX_DIGEST_CHARS} characters of [A-Za-z0-9_.:-]`,
     );
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
-    return dir;
+  if (digest.startsWith(".")) throw new ModelCacheError(`model digest "${digest}" starts with "."`);
+  return digest.replace(/:/g, "_");
+}
+
+function sameFiles(a: readonly ArtifactFile[], b: readonly ArtifactFile[]): boolean {
+  if (a.length !== b.length) return false;
+  const byName = new Map(a.map((f) => [f.name, f]));
+  return b.every((f) => {
+    const g = byName.get(f.name);
+    return g !== undefined && g.size === f.size && g.sha256 === f.sha256;
+  });
+}
+
+async function readMarker(entry: string): Promise<EntryMarker | undefined> {
+  try {
+    const m = JSON.parse(await readFile(join(entry, MODEL_CACHE_MARKER), "utf8")) as EntryMarker;
+    return m?.version === 1 && Array.isArray(m.files) ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when every file the marker lists is present with its recorded size. */
+async function filesPresent(entry: string, marker: EntryMarker): Promise<boolean> {
+  for (const f of marker.files) {
+    const st = await stat(join(entry, f.name)).catch(() => undefined);
+    if (!st?.isFile() || st.size !== f.size) return false;
+  }
+  return true;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
+    // EPERM: the process exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Moves a folder out of the way, then deletes it: a half-deleted entry never looks whole. */
+async function discard(path: string): Promise<void> {
+  const trash = join(dirname(path), `${TRASH_PREFIX}${randomBytes(6).toString("hex")}`);
+  try {
+    await rename(path, trash);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
     throw err;
   }
+  await rm(trash, { recursive: true, force: true });
+}
+
+/** Checks a model manifest before anything is downloaded. */
+function checkManifest(
+  prefix: string,
+  digest: string,
+  manifest: ArtifactManifest | undefined,
+  maxBytes: number,
+): { files: ArtifactFile[]; bytes: number } {
+  if (!manifest)
+    throw new ModelCacheError(
+      `no model artifact at ${prefix}: manifest.json is missing (a model is readable once its upload has committed)`,
+    );
+  const recorded = manifest.meta?.digest;
+  if (typeof recorded === "string" && recorded !== digest)
+    throw new ModelCacheError(
+      `${prefix} holds model ${recorded}, not the requested ${digest}: refusing to cache it under the wrong digest`,
+    );
+  const files = manifest.files;
+  if (files.length === 0) throw new ModelCacheError(`the model artifact at ${prefix} has no files`);
+  if (files.length > MAX_MODEL_FILES)
+    throw new ModelCacheError(
+      `${prefix} lists ${files.length} files, over the ${MAX_MODEL_FILES}-file limit of a model folder`,
+    );
+  for (const f of files) {
+    const parts = f.name.split("/");
+    if (f.name.startsWith("/") || parts.includes("..") || parts.includes("") || f.name === "")
+      throw new ModelCacheError(`${prefix} lists file "${f.name}", which escapes the model folder`);
+    if (f.name === MODEL_CACHE_MARKER)
+      throw new ModelCacheError(`${prefix} lists a file named ${MODEL_CACHE_MARKER}, reserved`);
+  }
+  const bytes = files.reduce((s, f) => s + f.size, 0);
+  if (bytes > maxBytes)
+    throw new ModelCacheError(
+      `model ${digest} at ${prefix} is ${bytes} bytes, over the cache's ${maxBytes}-byte budget`,
+    );
+  return { files, bytes };
+}
+
+/** Creates a {@link ModelCache} over `options.dir`. */
+export function createModelCache(options: ModelCacheOptions): ModelCache {
+  const { store, dir } = options;
+  const maxBytes = options.maxBytes ?? DEFAULT_MODEL_CACHE_BYTES;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
+    throw new ModelCacheError(`maxBytes must be a positive integer, got ${maxBytes}`);
+  /** Leases per digest in this process. */
+  const leases = new Map<string, number>();
+  /** Fills (or checks) in flight per digest, shared by concurrent callers. */
+  const inflight = new Map<string, Promise<{ bytes: number; fetched: boolean }>>();
+  let ready: Promise<void> | undefined;
+
+  /** Once per cache: create the folder and delete what crashed fills and deletions left. */
+  function init(): Promise<void> {
+    ready ??= (async () => {
+      await mkdir(dir, { recursive: true });
+      for (const name of await readdir(dir)) {
+        const fill = name.indexOf(FILL_INFIX);
+        const pid = fill > 0 ? Number(name.slice(fill + FILL_INFIX.length).split("-")[0]) : NaN;
+        // A fill folder of a live process (another service sharing the cache) is left alone.
+        if (name.startsWith(TRASH_PREFIX) || (fill > 0 && !pidAlive(pid)))
+          await rm(join(dir, name), { recursive: true, force: true });
+      }
+    })();
+    return ready;
+  }
+
+  async function entries(): Promise<{ name: string; digest: string; bytes: number; at: number }[]> {
+    const out: { name: string; digest: string; bytes: number; at: number }[] = [];
+    for (const name of await readdir(dir)) {
+      if (name.startsWith(".") || name.includes(FILL_INFIX)) continue;
+      const marker = await readMarker(join(dir, name));
+      if (!marker) continue;
+      const st = await stat(join(dir, name, MODEL_CACHE_MARKER)).catch(() => undefined);
+      out.push({ name, digest: marker.digest, bytes: marker.bytes, at: st?.mtimeMs ?? 0 });
+    }
+    return out;
+  }
+
+  /** Deletes least recently used entries without a lease until the budget holds. */
+  async function evict(keep: string): Promise<void> {
+    const all = await entries();
+    let total = all.reduce((s, e) => s + e.bytes, 0);
+    for (const e of all.sort((a, b) => a.at - b.at || a.name.localeCompare(b.name))) {
+      if (total <= maxBytes) break;
+      const busy = (leases.get(e.digest) ?? 0) > 0 || inflight.has(e.digest);
+      if (e.digest === keep || busy) continue;
+      await discard(join(dir, e.name));
+      total -= e.bytes;
+    }
+  }
+
+  async function fill(
+    prefix: string,
+    digest: string,
+    entry: string,
+    files: readonly ArtifactFile[],
+    bytes: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const tmp = `${entry}${FILL_INFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
+    try {
+      for (const f of files) {
+        signal?.throwIfAborted();
+        const path = join(tmp, f.name);
+        await mkdir(dirname(path), { recursive: true });
+        const key = joinKey(prefix, f.name);
+        const hash = createHash("sha256");
+        let size = 0;
+        const counted = async function* () {
+          for await (const chunk of store.get(key, signal ? { signal } : {})) {
+            hash.update(chunk);
+            size += chunk.byteLength;
+            yield chunk;
+          }
+        };
+        await pipeline(Readable.from(counted()), createWriteStream(path));
+        const sha = hash.digest("hex");
+        // A transfer that went wrong, not a bad request: IntegrityError lets a job retry.
+        if (size !== f.size || sha !== f.sha256)
+          throw new IntegrityError(
+            `${key} came as ${size} bytes with sha256 ${sha}; the manifest records ${f.size} bytes with sha256 ${f.sha256}`,
+          );
+      }
+      const marker: EntryMarker = {
+        version: 1,
+        digest,
+        prefix,
+        files: [...files],
+        bytes,
+        filledAt: new Date().toISOString(),
+      };
+      await writeFile(join(tmp, MODEL_CACHE_MARKER), JSON.stringify(marker));
+      try {
+        await rename(tmp, entry);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+        // The entry exists: another process filled it first (use its copy when it is the same
+        // model), or it is the stale entry this fill replaces.
+        const theirs = await readMarker(entry);
+        if (
+          theirs?.digest === digest &&
+          sameFiles(theirs.files, files) &&
+          (await filesPresent(entry, theirs))
+        ) {
+          await rm(tmp, { recursive: true, force: true });
+          return;
+        }
+        await discard(entry);
+        await rename(tmp, entry);
+      }
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async function ensure(
+    prefix: string,
+    digest: string,
+    signal?: AbortSignal,
+  ): Promise<{ bytes: number; fetched: boolean }> {
+    await init();
+    const entry = join(dir, entryName(digest));
+    const { files, bytes } = checkManifest(
+      prefix,
+      digest,
+      await readArtifact(store, prefix),
+      maxBytes,
+    );
+    const marker = await readMarker(entry);
+    if (
+      marker &&
+      marker.digest === digest &&
+      sameFiles(marker.files, files) &&
+      (await filesPresent(entry, marker))
+    ) {
+      const now = new Date();
+      await utimes(join(entry, MODEL_CACHE_MARKER), now, now);
+      return { bytes, fetched: false };
+    }
+    // No entry, an entry of other files (the store's copy changed, or a marker of another
+    // digest) or a damaged one: fetch again. The old entry is replaced only once the new copy
+    // is complete, and a copy another process published meanwhile is used instead (`fill`).
+    await fill(prefix, digest, entry, files, bytes, signal);
+    await evict(digest);
+    return { bytes, fetched: true };
+  }
+
+  return {
+    dir,
+    maxBytes,
+    async acquire(prefix, digest, signal) {
+      const base = prefix.replace(/\/+$/, "");
+      try {
+        validateKey(base);
+      } catch (err) {
+        throw new ModelCacheError(`model prefix "${prefix}": ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      const name = entryName(digest);
+      let result: { bytes: number; fetched: boolean };
+      for (;;) {
+        const shared = inflight.get(digest);
+        const p = shared ?? ensure(base, digest, signal).finally(() => inflight.delete(digest));
+        if (!shared) inflight.set(digest, p);
+        try {
+          result = await p;
+          break;
+        } catch (err) {
+          // Another caller's fill was aborted by *its* signal: this caller fills on its own.
+          if (shared && (err as Error)?.name === "AbortError" && !signal?.aborted) continue;
+          throw err;
+        }
+      }
+      const { bytes, fetched } = result;
+      leases.set(digest, (leases.get(digest) ?? 0) + 1);
+      let released = false;
+      return {
+        dir: join(dir, name),
+        digest,
+        bytes,
+        fetched,
+        release() {
+          if (released) return;
+          released = true;
+          const n = (leases.get(digest) ?? 1) - 1;
+          if (n > 0) leases.set(digest, n);
+          else leases.delete(digest);
+        },
+      };
+    },
+    async usage() {
+      await init();
+      const all = await entries();
+      return { entries: all.length, bytes: all.reduce((s, e) => s + e.bytes, 0) };
+    },
+  };
 }

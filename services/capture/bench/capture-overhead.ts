@@ -1,26 +1,37 @@
 /**
- * Capture through the service vs calling the engine directly, side by side in one run.
+ * Capture through the service vs capturing directly, side by side in one run.
  *
- * Direct: load SmolLM2-135M-Instruct, render the agent-shell prompts with the chat template and
- * run engine.capture on both buckets — what a user would write without this project.
- * Service: the capture service as a process over real NATS and MinIO; StartCapture, then poll
- * until the activations artifact is published (model load, capture, upload, manifest, KV). The
- * service's model cache is warmed by one untimed job first; every timed job uses a new split
- * seed, so its step key is new and nothing is served from the cache.
+ * Direct: what `abl capture --model-digest D` does locally: load SmolLM2-135M-Instruct, render
+ * the agent-shell prompts, capture both buckets and write the activations artifact to a local
+ * folder store (captureActivations, the CLI's own code path).
+ * Service: the capture service as a long-running process over real NATS and MinIO; the client
+ * calls StartCapture and follows WatchCapture until the job succeeded (artifact and manifest
+ * in MinIO, KV record written).
+ *
+ * The first job of each is reported apart (cold: the service copies the model out of MinIO and
+ * loads it; direct has just JIT-compiled nothing yet). Then `--reps` warm pairs, alternating;
+ * every job uses a new split seed, so no job is answered from an earlier artifact. The service's
+ * own per-job breakdown ("capture done" log: model fetch, load, capture, publish, event-loop
+ * delay) is printed alongside, so any remaining overhead has a name.
  *
  * Run: npm run bench:capture [-- --reps N]   (needs the SmolLM2 GGUF, nats-server and MinIO)
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { homedir, tmpdir } from "node:os";
+import { homedir, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { convertGgufToHf } from "@abl/checkpoint";
 import { freePort, startNats, startS3 } from "@abl/e2e/servers";
-import { drain, loadModel, loadTokenizer } from "@abl/engine";
-import { modelFolderDigest, presetContrastSet, promptMessages } from "@abl/refusal";
+import {
+  captureActivations,
+  modelFolderDigest,
+  presetContrastSet,
+  splitContrastSet,
+} from "@abl/refusal";
 import { CaptureService, createClient, JobState } from "@abl/rpc";
-import { createS3Store, publishArtifact } from "@abl/store";
+import { createS3Store, openStore, publishArtifact } from "@abl/store";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
 const { values } = parseArgs({ options: { reps: { type: "string", default: "3" } }, strict: true });
@@ -35,6 +46,7 @@ const tmp = await mkdtemp(join(tmpdir(), "abl-capture-bench-"));
 const nats = await startNats();
 const s3 = await startS3();
 const child = { proc: undefined as ReturnType<typeof spawn> | undefined };
+const load = [loadavg()[0]];
 try {
   const modelDir = join(tmp, "smollm2");
   await convertGgufToHf(gguf, modelDir);
@@ -48,22 +60,20 @@ try {
   const files = [];
   for (const name of await readdir(modelDir))
     files.push({ name, body: new Uint8Array(await readFile(join(modelDir, name))) });
-  await publishArtifact(store, "models/smollm2", files, { kind: "model" });
+  await publishArtifact(store, "models/smollm2", files, { kind: "model", digest });
   const set = presetContrastSet("agent-shell");
+  const localStore = openStore(join(tmp, "direct-store"));
 
-  async function direct(): Promise<number> {
+  async function direct(seed: number): Promise<number> {
     const t0 = performance.now();
-    const [engine, tokenizer] = await Promise.all([loadModel(modelDir), loadTokenizer(modelDir)]);
-    try {
-      for (const b of ["refuse", "comply"] as const) {
-        const ids = set[b].map(
-          (p) => tokenizer.applyChatTemplate(promptMessages(p), { addGenerationPrompt: true }).ids,
-        );
-        await drain(engine.capture({ prompts: ids, positions: "last" }));
-      }
-    } finally {
-      await engine.dispose();
-    }
+    const r = await captureActivations({
+      store: localStore,
+      modelDir,
+      modelDigest: digest,
+      set,
+      splits: splitContrastSet(set, seed),
+    });
+    if (r.cached) throw new Error(`direct seed ${seed} was answered from the store`);
     return (performance.now() - t0) / 1000;
   }
 
@@ -73,7 +83,7 @@ try {
     ["--import", "tsx", join(ROOT, "services/capture/src/main.ts")],
     {
       cwd: ROOT,
-      stdio: ["ignore", "ignore", "inherit"],
+      stdio: ["ignore", "pipe", "inherit"],
       env: {
         ...process.env,
         NATS_URL: nats.url,
@@ -84,14 +94,24 @@ try {
         ABL_MODEL_CACHE: join(tmp, "model-cache"),
         GRPC_PORT: String(port),
         METRICS_PORT: String(await freePort()),
-        LOG_LEVEL: "warn",
+        LOG_LEVEL: "info",
       },
     },
   );
+  // The service's own account of each job (one JSON log line per finished capture).
+  const breakdowns: Record<string, unknown>[] = [];
+  createInterface({ input: child.proc.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+    try {
+      const r = JSON.parse(line) as Record<string, unknown>;
+      if (r.msg === "capture done") breakdowns.push(r);
+    } catch {
+      // not a log line
+    }
+  });
   const client = createClient(CaptureService, { address: `127.0.0.1:${port}` });
   async function viaService(seed: number): Promise<number> {
     const t0 = performance.now();
-    let started: { jobId: string } | undefined;
+    let started: { jobId: string; cached: boolean } | undefined;
     while (!started) {
       started = await client
         .startCapture(
@@ -106,58 +126,85 @@ try {
         )
         .catch(async (err) => {
           if ((err as { code?: string }).code !== "UNAVAILABLE") throw err;
-          await new Promise((r) => setTimeout(r, 200));
+          await new Promise((r) => setTimeout(r, 50));
           return undefined;
         });
     }
-    for (;;) {
-      // While the service's event loop is busy loading the model, its KV read can miss the NATS
-      // deadline; such a Get is simply asked again.
-      const r = await client.getCapture({ jobId: started.jobId }).catch((err) => {
-        const code = (err as { code?: string }).code;
-        if (code === "DEADLINE_EXCEEDED" || code === "UNAVAILABLE") return undefined;
-        throw err;
-      });
-      if (!r) {
-        await new Promise((res) => setTimeout(res, 100));
-        continue;
-      }
-      if (r.status?.state === JobState.SUCCEEDED) break;
-      if (r.status?.state === JobState.FAILED)
-        throw new Error(`capture failed: ${r.status.error?.message}`);
-      await new Promise((r) => setTimeout(r, 100));
+    if (started.cached) throw new Error(`service seed ${seed} was answered from the store`);
+    for await (const { event } of client.watchCapture(
+      { jobId: started.jobId },
+      { timeoutMs: 600_000 },
+    )) {
+      if (event?.state === JobState.SUCCEEDED) return (performance.now() - t0) / 1000;
+      if (event?.state === JobState.FAILED || event?.state === JobState.CANCELLED)
+        throw new Error(`capture failed: ${event.error?.message}`);
     }
-    return (performance.now() - t0) / 1000;
+    throw new Error("WatchCapture ended before the job did");
   }
 
-  // Warm-up (untimed): page cache, the service's model cache, JIT.
-  await direct();
-  await viaService(1000);
+  // Readiness of the service process is not part of any job: wait for its gRPC port.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const ok = await client.getCapture({ jobId: "0".repeat(64) }, { timeoutMs: 5_000 }).then(
+      () => true,
+      (err: { code?: string }) => err.code === "NOT_FOUND",
+    );
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error("the capture service did not start in 60 s");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  const coldDirect = await direct(1000);
+  const coldService = await viaService(1000);
+  console.error(`cold: direct ${coldDirect.toFixed(2)} s, service ${coldService.toFixed(2)} s`);
   const d: number[] = [];
   const s: number[] = [];
   for (let i = 0; i < reps; i++) {
-    d.push(await direct());
+    d.push(await direct(1 + i));
     s.push(await viaService(1 + i));
     console.error(
-      `rep ${i + 1}: direct ${d.at(-1)?.toFixed(2)} s, service ${s.at(-1)?.toFixed(2)} s`,
+      `warm rep ${i + 1}: direct ${d.at(-1)?.toFixed(2)} s, service ${s.at(-1)?.toFixed(2)} s`,
     );
   }
   client.close();
-  const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)] as number;
+  load.push(loadavg()[0]);
+  const median = (x: number[]) => {
+    const o = [...x].sort((a, b) => a - b);
+    const m = Math.floor(o.length / 2);
+    return o.length % 2 ? (o[m] as number) : ((o[m - 1] as number) + (o[m] as number)) / 2;
+  };
   const md = median(d);
   const ms = median(s);
+  const round = (x: number) => Math.round(x * 1000) / 1000;
   console.log(
     JSON.stringify({
       bench: "capture-overhead",
       prompts: set.refuse.length + set.comply.length,
       reps,
-      warm: true,
-      directSeconds: d,
-      serviceSeconds: s,
-      directMedian: md,
-      serviceMedian: ms,
-      ratio: ms / md,
-      overheadPercent: 100 * (ms / md - 1),
+      cold: {
+        directSeconds: round(coldDirect),
+        serviceSeconds: round(coldService),
+        ratio: round(coldService / coldDirect),
+      },
+      warm: {
+        directSeconds: d.map(round),
+        serviceSeconds: s.map(round),
+        ratios: d.map((x, i) => round((s[i] as number) / x)),
+        directMedian: round(md),
+        serviceMedian: round(ms),
+        ratio: round(ms / md),
+      },
+      service: breakdowns.map((b) => ({
+        seconds: b.seconds,
+        fetched: b.fetched,
+        fetchSeconds: b.fetchSeconds,
+        loaded: b.loaded,
+        loadSeconds: b.loadSeconds,
+        captureSeconds: b.captureSeconds,
+        publishSeconds: b.publishSeconds,
+        eventLoopMaxMs: b.eventLoopMaxMs,
+      })),
+      loadAverage1m: { start: round(load[0] as number), end: round(load[1] as number) },
     }),
   );
 } finally {

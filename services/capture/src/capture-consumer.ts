@@ -1,13 +1,15 @@
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { type Bus, type JobConsumer, type Kv, TerminalJobError } from "@abl/bus";
 import {
   captureActivations,
-  materializeModel,
+  type ModelCache,
   type SourceContext,
   type WorkerLauncher,
 } from "@abl/refusal";
-import type { ObjectStore } from "@abl/store";
+import { artifactExists, type ObjectStore } from "@abl/store";
 import type { Logger } from "pino";
 import { CAPTURE_JOB_KIND, type CaptureJob, resolveJobContrast } from "./capture-request.ts";
+import type { EngineSlot } from "./engine-slot.ts";
 import { type CaptureRecord, getRecord, updateRecord } from "./job-records.ts";
 
 /** Progress goes to KV at most this often (each write is a JetStream round trip). */
@@ -22,6 +24,7 @@ const TERMINAL = new Set([
   "DirectionsError",
   "SafetensorsError",
   "ModelLoadError",
+  "ModelCacheError",
   "EngineRequestError",
   "ChatTemplateError",
   "RpcError",
@@ -34,14 +37,20 @@ export interface CaptureConsumerOptions {
   readonly kv: Kv;
   readonly log: Logger;
   readonly signal: AbortSignal;
-  /** Local folder where models are materialized from the store. */
-  readonly modelCacheDir: string;
+  /** Local copies of the models in the store, reused across jobs. */
+  readonly models: ModelCache;
+  /** The built-in engine kept loaded across jobs for the same model digest. */
+  readonly engines: EngineSlot;
   readonly sources?: SourceContext;
   /** Launcher of the transformers worker (local subprocess by default). */
   readonly launcher?: WorkerLauncher;
 }
 
-/** Consumes `capture` jobs: model from the store, prompts, capture, artifact, KV record. */
+/**
+ * Consumes `capture` jobs: model from the local cache (copied from the store once per digest),
+ * the engine kept from the previous job when it is the same model, prompts, capture, artifact,
+ * KV record.
+ */
 export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer {
   const { bus, store, kv, log } = options;
   return bus.consumeJobs(
@@ -58,51 +67,91 @@ export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer
       let last = 0;
       let writing: Promise<unknown> = Promise.resolve();
       const signal = delivery.signal;
+      const t0 = performance.now();
+      const timings = {
+        fetchSeconds: 0,
+        fetched: false,
+        loadSeconds: 0,
+        loaded: false,
+        captureSeconds: 0,
+        publishSeconds: 0,
+      };
+      // How long the event loop (gRPC, NATS heartbeats) was held up at worst during the job.
+      const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+      loopDelay.enable();
+      let captured = 0;
       try {
-        const modelDir = await materializeModel(
-          store,
-          job.modelKey,
-          options.modelCacheDir,
-          job.modelDigest,
-          signal,
-        );
-        const { set, splits } = await resolveJobContrast(job.contrast, store, {
-          ...options.sources,
-          signal,
-        });
-        const total = set.refuse.length + set.comply.length;
-        const result = await captureActivations({
-          store,
-          modelDir,
-          modelDigest: job.modelDigest,
-          set,
-          splits,
-          engine: job.engine,
-          signal,
-          ...(job.chatTemplate ? { chatTemplate: job.chatTemplate } : {}),
-          ...(job.batchSize ? { batchSize: job.batchSize } : {}),
-          ...(options.launcher ? { launcher: options.launcher } : {}),
-          onProgress: (e) => {
-            if (e.type !== "progress") return;
-            const now = Date.now();
-            if (now - last < PROGRESS_INTERVAL_MS && e.done < e.total) return;
-            last = now;
-            delivery.working();
-            const done = (e.bucket === "comply" ? set.refuse.length : 0) + e.done;
-            const snapshot = rec;
-            writing = writing
-              .then(async () => {
-                rec = await updateRecord(kv, job.stepKey, snapshot, {
-                  done,
-                  total,
-                  message: `capturing ${e.bucket}`,
-                });
-              })
-              // Progress is best effort: a KV write that times out while the CPU is saturated
-              // must not fail (or crash) the job; the final state write below is awaited.
-              .catch((err: unknown) => jlog.warn({ err }, "progress write failed"));
-          },
-        });
+        // A redelivered job whose artifact a previous attempt already published.
+        if (await artifactExists(store, job.outputKey)) {
+          await updateRecord(kv, job.stepKey, rec, {
+            state: "succeeded",
+            cached: true,
+            message: "served from the store",
+          });
+          return;
+        }
+        const model = await options.models.acquire(job.modelKey, job.modelDigest, signal);
+        timings.fetchSeconds = (performance.now() - t0) / 1000;
+        timings.fetched = model.fetched;
+        let result: Awaited<ReturnType<typeof captureActivations>>;
+        let counts = { refuse: 0, comply: 0 };
+        try {
+          const { set, splits } = await resolveJobContrast(job.contrast, store, {
+            ...options.sources,
+            signal,
+          });
+          counts = { refuse: set.refuse.length, comply: set.comply.length };
+          result = await captureActivations({
+            store,
+            modelDir: model.dir,
+            modelDigest: job.modelDigest,
+            set,
+            splits,
+            engine: job.engine,
+            filter: job.filter,
+            signal,
+            builtin: async (s) => {
+              const m = await options.engines.get(job.modelDigest, model.dir, s);
+              timings.loadSeconds = m.loadSeconds;
+              timings.loaded = m.loaded;
+              return m;
+            },
+            ...(job.chatTemplate ? { chatTemplate: job.chatTemplate } : {}),
+            ...(job.batchSize ? { batchSize: job.batchSize } : {}),
+            ...(options.launcher ? { launcher: options.launcher } : {}),
+            onProgress: (e) => {
+              if (e.type === "progress" && e.bucket === "comply" && e.done === e.total) {
+                captured = performance.now();
+                timings.captureSeconds =
+                  (captured - t0) / 1000 - timings.fetchSeconds - timings.loadSeconds;
+              }
+              const now = Date.now();
+              if (e.type === "filter") counts = e.kept;
+              else if (now - last < PROGRESS_INTERVAL_MS && e.done < e.total) return;
+              last = now;
+              delivery.working();
+              const total = counts.refuse + counts.comply;
+              if (captured > 0) timings.publishSeconds = (performance.now() - captured) / 1000;
+              const done =
+                e.type === "filter" ? 0 : (e.bucket === "comply" ? counts.refuse : 0) + e.done;
+              const message =
+                e.type === "filter"
+                  ? `filter kept ${e.kept.refuse} refuse and ${e.kept.comply} comply prompts`
+                  : `capturing ${e.bucket}`;
+              const snapshot = rec;
+              writing = writing
+                .then(async () => {
+                  rec = await updateRecord(kv, job.stepKey, snapshot, { done, total, message });
+                })
+                // Progress is best effort: a KV write that times out while the CPU is saturated
+                // must not fail (or crash) the job; the final state write below is awaited.
+                .catch((err: unknown) => jlog.warn({ err }, "progress write failed"));
+            },
+          });
+        } finally {
+          model.release();
+        }
+        const total = counts.refuse + counts.comply;
         await writing;
         if (result.key !== job.stepKey)
           throw new TerminalJobError(
@@ -115,7 +164,16 @@ export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer
           total,
           message: result.cached ? "served from the store" : `captured ${total} prompts`,
         });
-        jlog.info({ cached: result.cached, prompts: total }, "capture done");
+        jlog.info(
+          {
+            cached: result.cached,
+            prompts: total,
+            seconds: (performance.now() - t0) / 1000,
+            ...timings,
+            eventLoopMaxMs: loopDelay.max / 1e6,
+          },
+          "capture done",
+        );
       } catch (err) {
         await writing.catch(() => {});
         const e = err as Error;
@@ -129,6 +187,8 @@ export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer
         if (terminal && !(err instanceof TerminalJobError))
           throw new TerminalJobError(e.message, { cause: err });
         throw err;
+      } finally {
+        loopDelay.disable();
       }
     },
     { signal: options.signal, concurrency: 1, ackWaitMs: CAPTURE_ACK_WAIT_MS },

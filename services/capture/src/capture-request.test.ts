@@ -41,6 +41,10 @@ describe("StartCapture validation and step keys", () => {
     assert.notEqual(tf.stepKey, a.stepKey);
     const other = await job({ ...base, model: { digest: "sha256:n", storeKey: "models/m" } });
     assert.notEqual(other.stepKey, a.stepKey);
+    assert.equal(a.filter, false);
+    const filtered = await job({ ...base, filter: true });
+    assert.equal(filtered.filter, true);
+    assert.notEqual(filtered.stepKey, a.stepKey, "filtered activations are another artifact");
   });
 
   it("rejects bad input with the reason", async () => {
@@ -70,6 +74,10 @@ describe("StartCapture validation and step keys", () => {
     await assert.rejects(
       job({ ...base, batchSize: 5000 }),
       invalid(/batch_size must be 1..4096, got 5000/),
+    );
+    await assert.rejects(
+      job({ ...base, filter: true, engine: CaptureEngine.TRANSFORMERS }),
+      invalid(/filter generates with the built-in engine/),
     );
   });
 });

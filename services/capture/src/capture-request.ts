@@ -42,6 +42,8 @@ export interface CaptureJob {
   readonly engine: CaptureEngineName;
   readonly chatTemplate: string | null;
   readonly batchSize: number | null;
+  /** Keep only prompts the base model really refuses / answers before capturing. */
+  readonly filter: boolean;
   readonly stepKey: string;
   readonly outputKey: string;
 }
@@ -107,6 +109,10 @@ export async function captureJobFromRequest(
   else if (req.engine === CaptureEngine.TRANSFORMERS) engine = "transformers";
   else invalid(`engine ${req.engine} is unknown`);
   if (req.batchSize > 4096) invalid(`batch_size must be 1..4096, got ${req.batchSize}`);
+  if (req.filter && engine !== "builtin")
+    invalid(
+      "filter generates with the built-in engine to judge each prompt; use it with engine BUILTIN (or UNSPECIFIED)",
+    );
   let contrast: CaptureJob["contrast"];
   const cs = req.contrastSet;
   if (cs.case === "contrastArtifact") contrast = { type: "artifact", key: cs.value.key };
@@ -130,6 +136,7 @@ export async function captureJobFromRequest(
     modelDigest: model.digest,
     splits,
     engine,
+    filter: req.filter,
     ...(chatTemplate ? { chatTemplate } : {}),
   });
   return {
@@ -139,6 +146,7 @@ export async function captureJobFromRequest(
     engine,
     chatTemplate,
     batchSize: req.batchSize || null,
+    filter: req.filter,
     stepKey,
     outputKey: `activations/${stepKey}`,
   };

@@ -13,6 +13,12 @@ export {
   resolveJobContrast,
 } from "./capture-request.ts";
 export {
+  createEngineSlot,
+  type EngineSlot,
+  type EngineSlotOptions,
+  type SlotModel,
+} from "./engine-slot.ts";
+export {
   CAPTURE_JOBS_BUCKET,
   type CaptureRecord,
   getRecord,

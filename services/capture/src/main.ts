@@ -4,7 +4,8 @@
  *
  * Environment: NATS_URL (required), ABL_STORE (s3://bucket or a folder, required),
  * ABL_S3_ENDPOINT / ABL_S3_ACCESS_KEY / ABL_S3_SECRET_KEY / ABL_S3_REGION for s3:// stores,
- * ABL_MODEL_CACHE (default $TMPDIR/abl-models), HF_ENDPOINT / HF_TOKEN for hf: prompt sources,
+ * ABL_MODEL_CACHE (default $TMPDIR/abl-models), ABL_MODEL_CACHE_BYTES (default 64 GiB),
+ * HF_ENDPOINT / HF_TOKEN for hf: prompt sources,
  * ABL_PYTHON (transformers worker, default python3), GRPC_PORT (default 50051),
  * METRICS_PORT (default 9464), LOG_LEVEL (default info).
  */
@@ -12,12 +13,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNatsBus } from "@abl/bus";
 import { captureStep, type StepDefinition, startStepWorkers } from "@abl/pipeline";
-import { createLocalWorkerLauncher } from "@abl/refusal";
+import {
+  createLocalWorkerLauncher,
+  createModelCache,
+  DEFAULT_MODEL_CACHE_BYTES,
+} from "@abl/refusal";
 import { CaptureService, runGrpcService } from "@abl/rpc";
 import { openStore } from "@abl/store";
 import { createLogger, createMetrics } from "@abl/telemetry";
 import { consumeCaptureJobs } from "./capture-consumer.ts";
 import { createCaptureHandlers } from "./capture-handlers.ts";
+import { createEngineSlot } from "./engine-slot.ts";
 import { CAPTURE_JOBS_BUCKET } from "./job-records.ts";
 
 const env = process.env;
@@ -30,6 +36,13 @@ function port(name: string, fallback: number): number {
   const v = Number(env[name] ?? fallback);
   if (!Number.isInteger(v) || v < 0 || v > 65535)
     throw new Error(`${name}=${env[name]} is not a port number`);
+  return v;
+}
+
+function positiveInt(name: string, fallback: number): number {
+  const v = Number(env[name] ?? fallback);
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new Error(`${name}=${env[name]} is not a positive integer`);
   return v;
 }
 
@@ -55,6 +68,12 @@ const sources = {
 };
 const bus = await createNatsBus({ servers: required("NATS_URL"), name: "abl-capture" });
 const kv = await bus.kv(CAPTURE_JOBS_BUCKET, { history: 1 });
+const models = createModelCache({
+  store,
+  dir: env.ABL_MODEL_CACHE ?? join(tmpdir(), "abl-models"),
+  maxBytes: positiveInt("ABL_MODEL_CACHE_BYTES", DEFAULT_MODEL_CACHE_BYTES),
+});
+const engines = createEngineSlot();
 const controller = new AbortController();
 const svc = await runGrpcService({
   log,
@@ -67,6 +86,7 @@ const svc = await runGrpcService({
     controller.abort();
     await consumer.stop();
     await sweepSteps.stop();
+    await engines.close();
     await bus.close();
   },
 });
@@ -76,7 +96,8 @@ const consumer = consumeCaptureJobs({
   kv,
   log,
   sources,
-  modelCacheDir: env.ABL_MODEL_CACHE ?? join(tmpdir(), "abl-models"),
+  models,
+  engines,
   launcher: createLocalWorkerLauncher({ python: env.ABL_PYTHON ?? "python3" }),
   signal: AbortSignal.any([svc.signal, controller.signal]),
 }); // The capture steps of sweeps the scheduler runs (queue abl.job.step-capture).

@@ -1,5 +1,5 @@
 import { type Bus, type JobConsumer, type Kv, TerminalJobError } from "@abl/bus";
-import { computeDirectionsStep, materializeModel } from "@abl/refusal";
+import { computeDirectionsStep, type ModelCache, type ModelLease } from "@abl/refusal";
 import type { ObjectStore } from "@abl/store";
 import type { Logger } from "pino";
 import { DIRECTIONS_JOB_KIND, type DirectionsJob } from "./directions-request.ts";
@@ -16,6 +16,7 @@ const TERMINAL = new Set([
   "DirectionsError",
   "SafetensorsError",
   "ModelLoadError",
+  "ModelCacheError",
   "EngineRequestError",
   "RpcError",
 ]);
@@ -27,8 +28,8 @@ export interface DirectionsConsumerOptions {
   readonly kv: Kv;
   readonly log: Logger;
   readonly signal: AbortSignal;
-  /** Local folder where models are materialized (causal policy). */
-  readonly modelCacheDir: string;
+  /** Local copies of the models in the store (the causal policy generates with the model). */
+  readonly models: ModelCache;
 }
 
 /** Consumes `directions` jobs: directions, ranking, selection, artifact, KV record. */
@@ -52,16 +53,18 @@ export function consumeDirectionsJobs(options: DirectionsConsumerOptions): JobCo
       );
       const signal = delivery.signal;
       let writing: Promise<unknown> = Promise.resolve();
+      let model: ModelLease | undefined;
       try {
-        const modelDir = job.modelKey
-          ? await materializeModel(
-              store,
-              job.modelKey,
-              options.modelCacheDir,
-              job.expectModelDigest ?? job.stepKey,
-              signal,
-            )
-          : undefined;
+        // Jobs queued by an older service carry no modelDigest; the named one then serves.
+        model =
+          job.modelKey !== null
+            ? await options.models.acquire(
+                job.modelKey,
+                job.modelDigest ?? job.expectModelDigest ?? "",
+                signal,
+              )
+            : undefined;
+        const modelDir = model?.dir;
         const result = await computeDirectionsStep({
           store,
           activations: job.activations,
@@ -113,6 +116,8 @@ export function consumeDirectionsJobs(options: DirectionsConsumerOptions): JobCo
         if (terminal && !(err instanceof TerminalJobError))
           throw new TerminalJobError(e.message, { cause: err });
         throw err;
+      } finally {
+        model?.release();
       }
     },
     { signal: options.signal, concurrency: 1, ackWaitMs: DIRECTIONS_ACK_WAIT_MS },

@@ -60,6 +60,28 @@ describe("StartDirections validation and step keys", () => {
     assert.deepEqual(ex.selection, { type: "explicit", layer: 2 });
   });
 
+  it("carries causal_candidates into the causal policy and the step key", async () => {
+    const causal = { activations: { key: "activations/a" } };
+    const plain = await job({
+      ...causal,
+      selection: SelectionPolicy.CAUSAL,
+      model: { storeKey: "models/m" },
+    });
+    assert.deepEqual(plain.selection, { type: "causal" });
+    // No digest named: the model is cached under the one the activations record.
+    assert.equal(plain.modelDigest, "sha256:m");
+    assert.equal(plain.modelKey, "models/m");
+    const one = await job({
+      ...causal,
+      selection: SelectionPolicy.CAUSAL,
+      model: { storeKey: "models/m" },
+      causalCandidates: 1,
+      maxKl: 0.5,
+    });
+    assert.deepEqual(one.selection, { type: "causal", maxKl: 0.5, candidates: 1 });
+    assert.notEqual(one.stepKey, plain.stepKey);
+  });
+
   it("rejects bad input with the reason", async () => {
     await assert.rejects(job({}), rpc("INVALID_ARGUMENT", /activations.key is required/));
     await assert.rejects(
@@ -81,6 +103,25 @@ describe("StartDirections validation and step keys", () => {
     await assert.rejects(
       job({ activations: { key: "activations/a" }, model: { digest: "sha256:x" } }),
       rpc("FAILED_PRECONDITION", /captured from model sha256:m, not the named sha256:x/),
+    );
+    await assert.rejects(
+      job({
+        activations: { key: "activations/a" },
+        selection: SelectionPolicy.CAUSAL,
+        model: { storeKey: "models/m" },
+        causalCandidates: 2,
+      }),
+      rpc(
+        "INVALID_ARGUMENT",
+        /causal_candidates 2 exceeds the 1 candidate layers of 3 residual layers/,
+      ),
+    );
+    await assert.rejects(
+      job({ activations: { key: "activations/a" }, causalCandidates: 3 }),
+      rpc(
+        "INVALID_ARGUMENT",
+        /causal_candidates \(3\) applies only to SELECTION_POLICY_CAUSAL, not best-auc/,
+      ),
     );
   });
 });

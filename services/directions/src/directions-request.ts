@@ -1,4 +1,4 @@
-import { directionsStepKey, type SelectionPolicy as Policy } from "@abl/refusal";
+import { candidateLayers, directionsStepKey, type SelectionPolicy as Policy } from "@abl/refusal";
 import { DirectionMethod, RpcError, SelectionPolicy, type StartDirectionsRequest } from "@abl/rpc";
 import { type ObjectStore, readArtifact, validateKey } from "@abl/store";
 
@@ -16,6 +16,8 @@ export interface DirectionsJob {
   readonly expectModelDigest: string | null;
   /** Store prefix of the model folder (causal policy only). */
   readonly modelKey: string | null;
+  /** Digest the model cache files the model under (causal policy only): the named or recorded one. */
+  readonly modelDigest: string | null;
   readonly resamples: number | null;
   readonly seed: number;
   readonly stepKey: string;
@@ -66,13 +68,26 @@ export async function directionsJobFromRequest(
     if (!req.model?.storeKey) invalid("selection CAUSAL needs model.store_key to generate with");
     if (req.maxKl < 0 || !Number.isFinite(req.maxKl))
       invalid(`max_kl must be ≥ 0, got ${req.maxKl}`);
-    selection = { type: "causal", ...(req.maxKl > 0 ? { maxKl: req.maxKl } : {}) };
+    const available = candidateLayers(meta.layers ?? 0).length;
+    if (req.causalCandidates > available)
+      invalid(
+        `causal_candidates ${req.causalCandidates} exceeds the ${available} candidate layers of ${meta.layers ?? 0} residual layers (1..⌊0.8·blocks⌋)`,
+      );
+    selection = {
+      type: "causal",
+      ...(req.maxKl > 0 ? { maxKl: req.maxKl } : {}),
+      ...(req.causalCandidates > 0 ? { candidates: req.causalCandidates } : {}),
+    };
   } else if (
     req.selection === SelectionPolicy.BEST_AUC ||
     req.selection === SelectionPolicy.UNSPECIFIED
   )
     selection = { type: "best-auc" };
   else invalid(`selection ${req.selection} is unknown`);
+  if (req.causalCandidates > 0 && selection.type !== "causal")
+    invalid(
+      `causal_candidates (${req.causalCandidates}) applies only to SELECTION_POLICY_CAUSAL, not ${selection.type}`,
+    );
   if (req.bootstrapSamples > MAX_BOOTSTRAP_SAMPLES)
     invalid(`bootstrap_samples must be ≤ ${MAX_BOOTSTRAP_SAMPLES}, got ${req.bootstrapSamples}`);
   if (req.seed > 0xffffffffn) invalid(`seed must fit in 32 bits, got ${req.seed}`);
@@ -88,6 +103,11 @@ export async function directionsJobFromRequest(
     : null;
   const modelKey =
     selection.type === "causal" ? prefixOf("model.store_key", req.model?.storeKey) : null;
+  const modelDigest = modelKey ? (expect ?? meta.modelDigest ?? null) : null;
+  if (modelKey && !modelDigest)
+    invalid(
+      `selection CAUSAL needs model.digest: ${activations} records no model digest to cache the model under`,
+    );
   const resamples = req.bootstrapSamples || null;
   const seed = Number(req.seed);
   // The same key the library uses for the artifact's prefix, so CLI and service share the cache.
@@ -107,6 +127,7 @@ export async function directionsJobFromRequest(
     reference,
     expectModelDigest: expect,
     modelKey,
+    modelDigest,
     resamples,
     seed,
     stepKey: key,

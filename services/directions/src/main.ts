@@ -4,13 +4,15 @@
  *
  * Environment: NATS_URL (required), ABL_STORE (s3://bucket or a folder, required),
  * ABL_S3_ENDPOINT / ABL_S3_ACCESS_KEY / ABL_S3_SECRET_KEY / ABL_S3_REGION for s3:// stores,
- * ABL_MODEL_CACHE (default $TMPDIR/abl-models; the causal policy runs the model), GRPC_PORT (default 50051),
+ * ABL_MODEL_CACHE (default $TMPDIR/abl-models; the causal policy runs the model),
+ * ABL_MODEL_CACHE_BYTES (default 64 GiB), GRPC_PORT (default 50051),
  * METRICS_PORT (default 9464), LOG_LEVEL (default info).
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNatsBus } from "@abl/bus";
 import { directionsStep, type StepDefinition, startStepWorkers } from "@abl/pipeline";
+import { createModelCache, DEFAULT_MODEL_CACHE_BYTES } from "@abl/refusal";
 import { DirectionsService, runGrpcService } from "@abl/rpc";
 import { openStore } from "@abl/store";
 import { createLogger, createMetrics } from "@abl/telemetry";
@@ -28,6 +30,13 @@ function port(name: string, fallback: number): number {
   const v = Number(env[name] ?? fallback);
   if (!Number.isInteger(v) || v < 0 || v > 65535)
     throw new Error(`${name}=${env[name]} is not a port number`);
+  return v;
+}
+
+function positiveInt(name: string, fallback: number): number {
+  const v = Number(env[name] ?? fallback);
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new Error(`${name}=${env[name]} is not a positive integer`);
   return v;
 }
 
@@ -68,7 +77,11 @@ const consumer = consumeDirectionsJobs({
   store,
   kv,
   log,
-  modelCacheDir: env.ABL_MODEL_CACHE ?? join(tmpdir(), "abl-models"),
+  models: createModelCache({
+    store,
+    dir: env.ABL_MODEL_CACHE ?? join(tmpdir(), "abl-models"),
+    maxBytes: positiveInt("ABL_MODEL_CACHE_BYTES", DEFAULT_MODEL_CACHE_BYTES),
+  }),
   signal: AbortSignal.any([svc.signal, controller.signal]),
 }); // The directions steps of sweeps the scheduler runs (queue abl.job.step-directions).
 const sweepSteps = startStepWorkers({
