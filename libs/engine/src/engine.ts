@@ -2,6 +2,12 @@ import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { openShardedSafetensors } from "@abl/tensor";
 import * as ort from "onnxruntime-node";
+import {
+  ContinuousBatch,
+  type FinishReason,
+  type RunStep,
+  type StepRequest,
+} from "./continuous-batch.ts";
 import { EngineRequestError, ModelLoadError } from "./errors.ts";
 import { type ModelSpec, parseModelConfig } from "./model-config.ts";
 import {
@@ -11,14 +17,8 @@ import {
   type WeightSource,
 } from "./model-graph.ts";
 import { encodeOnnxModel } from "./onnx-proto.ts";
-import {
-  createRng,
-  type SamplingOptions,
-  sampleToken,
-  type TokenLogprob,
-  tokenLogprobs,
-  validateSampling,
-} from "./sampling.ts";
+import { PrefixCache, type PrefixCacheStats } from "./prefix-cache.ts";
+import { type SamplingOptions, type TokenLogprob, validateSampling } from "./sampling.ts";
 import { type LoadedTokenizer, loadTokenizer } from "./tokenizer.ts";
 
 /** Default intra-op threads: the development machines have 2 cores (reference/machine.md). */
@@ -32,6 +32,25 @@ const DEFAULT_MAX_POSITIONS = 8192;
 const MAX_MODEL_BYTES = 2 ** 31 - 1;
 /** Additive attention bias for masked keys: float32's lowest value, as transformers uses. */
 const MASKED = -3.4028234663852886e38;
+/**
+ * Default prefix-cache size per loaded model. SmolLM2-135M keeps 46 KiB of K/V per token, so
+ * 1 GiB holds about 23k tokens: the conversations of a dozen concurrent agent trials at ~1.5k
+ * tokens each, plus their shared system prompt.
+ */
+export const DEFAULT_PREFIX_CACHE_BYTES = 1024 ** 3;
+
+/**
+ * One graph run at a time in this process, whichever engine it belongs to: every session uses
+ * all the cores (intra-op threads = cores), and two sessions running at once (base and
+ * abliterated served side by side) oversubscribe them; onnxruntime's per-op barriers then wait
+ * for descheduled threads.
+ */
+let runTail: Promise<unknown> = Promise.resolve();
+function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  const result = runTail.then(fn, fn);
+  runTail = result.catch(() => undefined);
+  return result;
+}
 
 /** Options for {@link loadModel}. */
 export interface LoadModelOptions {
@@ -41,6 +60,12 @@ export interface LoadModelOptions {
   readonly maxPositions?: number;
   /** onnxruntime intra-op threads (default 2). */
   readonly threads?: number;
+  /**
+   * Bytes of K/V kept for reuse by later requests that share a token prefix (default
+   * {@link DEFAULT_PREFIX_CACHE_BYTES}; 0 turns prefix caching off). Outputs are the same either
+   * way, within float rounding.
+   */
+  readonly prefixCacheBytes?: number;
   /** Let idle onnxruntime threads spin (faster on a dedicated machine; default false). */
   readonly spinThreads?: boolean;
   /**
@@ -124,8 +149,7 @@ export type GenerateEvent =
   | { readonly type: "tokens"; readonly tokens: readonly GeneratedToken[] }
   | EngineProgress;
 
-/** Why a sequence ended. */
-export type FinishReason = "stop" | "length";
+export type { FinishReason } from "./continuous-batch.ts";
 
 /** One finished sequence. */
 export interface GeneratedSequence {
@@ -154,8 +178,24 @@ export interface Engine {
   ): Promise<ForwardResult[]>;
   /** Residual stream capture in batches; yields progress, returns the residuals. */
   capture(opts: CaptureOptions): AsyncGenerator<EngineProgress, CaptureResult>;
-  /** Batched generation with a KV cache; yields each step's tokens, returns the sequences. */
-  generate(opts: GenerateOptions): AsyncGenerator<GenerateEvent, GeneratedSequence[]>;
+  /**
+   * Batched generation with a KV cache (and the prefix cache unless `prefixCache: false`);
+   * yields each step's tokens, returns the sequences.
+   */
+  generate(
+    opts: GenerateOptions & { readonly prefixCache?: boolean },
+  ): AsyncGenerator<GenerateEvent, GeneratedSequence[]>;
+  /**
+   * A continuous batch on this engine (sequences join and leave between steps), for servers.
+   * Uses the engine's prefix cache unless `prefixCache: false`.
+   */
+  createBatch(opts: {
+    readonly stopTokenIds: ReadonlySet<number>;
+    readonly decode?: ((ids: readonly number[]) => string) | undefined;
+    readonly prefixCache?: boolean;
+  }): ContinuousBatch;
+  /** Counters of the prefix cache (all zero when it is off). */
+  prefixCacheStats(): PrefixCacheStats;
   dispose(): Promise<void>;
 }
 
@@ -206,6 +246,13 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     throw new ModelLoadError(
       `${dir}: the graph is ${bytes.length} bytes, above protobuf's ${MAX_MODEL_BYTES}-byte limit for inline weights`,
     );
+  if (
+    opts.prefixCacheBytes !== undefined &&
+    (!Number.isSafeInteger(opts.prefixCacheBytes) || opts.prefixCacheBytes < 0)
+  )
+    throw new ModelLoadError(
+      `prefixCacheBytes must be a byte count >= 0, got ${opts.prefixCacheBytes}`,
+    );
   const session = await ort.InferenceSession.create(bytes, {
     executionProviders: [...(opts.executionProviders ?? ["cpu"])],
     intraOpNumThreads: threads,
@@ -221,68 +268,40 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     () => false,
   );
   const tokenizer = hasTokenizer ? await loadTokenizer(dir) : undefined;
-  return new OrtEngine(spec, dir, maxPositions, session, tokenizer);
+  const cache = new PrefixCache(
+    { layers: spec.numLayers, kvHeads: spec.numKvHeads, headDim: spec.headDim },
+    opts.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES,
+  );
+  return new OrtEngine(spec, dir, maxPositions, session, tokenizer, cache);
 }
 
-interface StepInput {
-  readonly batch: number;
-  readonly seq: number;
-  readonly ids: BigInt64Array;
-  readonly positions: BigInt64Array;
-  /** keyValid[b * total + t] */
-  readonly keyValid: Uint8Array;
-  readonly past: number;
+/** One graph run's inputs, as {@link StepRequest} plus what forward/capture gather. */
+interface RunInput extends Omit<StepRequest, "logitsIndex"> {
   readonly logitsIndex: BigInt64Array;
   readonly logitsPerRow: number;
-  readonly pastKv: ort.Tensor[] | null;
-  /** Preallocated present K/V outputs (from a {@link KvArena}). */
-  readonly kvOut?: ort.Tensor[];
-}
-
-/**
- * Ping-pong output buffers for the KV cache: onnxruntime writes each step's present K/V into
- * memory kept from earlier steps rather than fresh allocations (touching new pages is slow on
- * these machines, reference/machine.md). Step t reads set t%2 and writes set (t+1)%2.
- */
-class KvArena {
-  private readonly sets: Float32Array[][] = [[], []];
-  private parity = 0;
-  constructor(private readonly count: number) {}
-
-  /** Output tensors `[B, KV, T, hd]` for the next step. */
-  next(shape: readonly [number, number, number, number]): ort.Tensor[] {
-    const size = shape[0] * shape[1] * shape[2] * shape[3];
-    const set = this.sets[this.parity] as Float32Array[];
-    this.parity ^= 1;
-    const out: ort.Tensor[] = [];
-    for (let i = 0; i < this.count; i++) {
-      let buf = set[i];
-      // Grow by half again, so a growing sequence reallocates only now and then.
-      if (!buf || buf.length < size) {
-        buf = new Float32Array(Math.ceil(size * 1.5));
-        set[i] = buf;
-      }
-      out.push(new ort.Tensor("float32", buf.subarray(0, size), [...shape]));
-    }
-    return out;
-  }
 }
 
 class OrtEngine implements Engine {
-  private readonly emptyKv: Map<number, ort.Tensor> = new Map();
   constructor(
     readonly spec: ModelSpec,
     readonly dir: string,
     readonly maxPositions: number,
     private readonly session: ort.InferenceSession,
     readonly tokenizer: LoadedTokenizer | undefined,
+    private readonly cache: PrefixCache,
   ) {}
 
   async dispose(): Promise<void> {
+    this.cache.clear();
     await this.session.release();
   }
 
-  private bias(inp: StepInput): Float32Array {
+  prefixCacheStats(): PrefixCacheStats {
+    return this.cache.stats();
+  }
+
+  /** Additive bias `[B, 1, G*S, T]`: a query sees keys at positions <= its own (and in the window). */
+  private bias(inp: RunInput): Float32Array {
     const { batch: B, seq: S, past: P } = inp;
     const T = P + S;
     const G = this.spec.numHeads / this.spec.numKvHeads;
@@ -291,10 +310,15 @@ class OrtEngine implements Engine {
     for (let b = 0; b < B; b++) {
       const row = out.subarray(b * G * S * T, (b + 1) * G * S * T);
       for (let s = 0; s < S; s++) {
-        const q = P + s;
         const base = s * T;
+        // Padding queries (position of a pad) still need one visible key; they see their own slot.
+        const q = Number(inp.positions[b * S + s]);
+        const own = inp.keyPos[b * T + P + s] as number;
         for (let t = 0; t < T; t++) {
-          const ok = inp.keyValid[b * T + t] === 1 && t <= q && (win === undefined || q - t < win);
+          const k = inp.keyPos[b * T + t] as number;
+          const ok =
+            (k >= 0 && own >= 0 && k <= q && (win === undefined || q - k < win)) ||
+            (own < 0 && t === P + s);
           row[base + t] = ok ? 0 : MASKED;
         }
       }
@@ -303,57 +327,73 @@ class OrtEngine implements Engine {
     return out;
   }
 
-  private async run(
-    inp: StepInput,
+  /** Runs the graph (one run at a time per process, see {@link exclusive}). */
+  private run(
+    inp: RunInput,
     fetch: { logits: boolean; kv: boolean; hidden: boolean; hiddenAt?: boolean },
   ) {
     const { spec } = this;
     const { batch: B, seq: S, past: P } = inp;
     const G = spec.numHeads / spec.numKvHeads;
+    const KV = spec.numKvHeads;
+    const hd = spec.headDim;
     const feeds: Record<string, ort.Tensor> = {
       [GraphNames.inputIds]: new ort.Tensor("int64", inp.ids, [B, S]),
       [GraphNames.positionIds]: new ort.Tensor("int64", inp.positions, [B, S]),
       [GraphNames.attnBias]: new ort.Tensor("float32", this.bias(inp), [B, 1, G * S, P + S]),
       [GraphNames.logitsIndex]: new ort.Tensor("int64", inp.logitsIndex, [B, inp.logitsPerRow]),
     };
+    const empty = new Float32Array(0);
     for (let l = 0; l < spec.numLayers; l++) {
-      feeds[GraphNames.pastKey(l)] = inp.pastKv ? (inp.pastKv[2 * l] as ort.Tensor) : this.empty(B);
-      feeds[GraphNames.pastValue(l)] = inp.pastKv
-        ? (inp.pastKv[2 * l + 1] as ort.Tensor)
-        : this.empty(B);
+      feeds[GraphNames.pastKey(l)] = new ort.Tensor("float32", inp.pastKv[2 * l] ?? empty, [
+        B,
+        KV,
+        P,
+        hd,
+      ]);
+      feeds[GraphNames.pastValue(l)] = new ort.Tensor("float32", inp.pastKv[2 * l + 1] ?? empty, [
+        B,
+        KV,
+        P,
+        hd,
+      ]);
     }
     const names: string[] = [];
     if (fetch.logits) names.push(GraphNames.logits);
-    if (inp.kvOut) {
-      const fetches: Record<string, ort.Tensor | null> = {};
-      for (const n of names) fetches[n] = null;
-      for (let l = 0; l < spec.numLayers; l++) {
-        fetches[GraphNames.presentKey(l)] = inp.kvOut[2 * l] as ort.Tensor;
-        fetches[GraphNames.presentValue(l)] = inp.kvOut[2 * l + 1] as ort.Tensor;
-      }
-      return await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
-    }
     if (fetch.kv)
       for (let l = 0; l < spec.numLayers; l++)
         names.push(GraphNames.presentKey(l), GraphNames.presentValue(l));
     if (fetch.hidden) for (let i = 0; i <= spec.numLayers; i++) names.push(GraphNames.hidden(i));
     if (fetch.hiddenAt)
       for (let i = 0; i <= spec.numLayers; i++) names.push(GraphNames.hiddenAt(i));
-    return await this.session.run(feeds, names);
+    return exclusive(() => this.session.run(feeds, names));
   }
 
-  private empty(batch: number): ort.Tensor {
-    let t = this.emptyKv.get(batch);
-    if (!t) {
-      t = new ort.Tensor("float32", new Float32Array(0), [
-        batch,
-        this.spec.numKvHeads,
-        0,
-        this.spec.headDim,
-      ]);
-      this.emptyKv.set(batch, t);
-    }
-    return t;
+  /** One generation step for {@link ContinuousBatch}: logits at one position per row, new K/V. */
+  private readonly runStep: RunStep = async (req) => {
+    const out = await this.run(
+      { ...req, logitsPerRow: 1 },
+      { logits: true, kv: true, hidden: false },
+    );
+    const kv: Float32Array[] = [];
+    for (let l = 0; l < this.spec.numLayers; l++)
+      kv.push(
+        out[GraphNames.presentKey(l)]?.data as Float32Array,
+        out[GraphNames.presentValue(l)]?.data as Float32Array,
+      );
+    return { logits: out[GraphNames.logits]?.data as Float32Array, kv };
+  };
+
+  createBatch(opts: {
+    readonly stopTokenIds: ReadonlySet<number>;
+    readonly decode?: ((ids: readonly number[]) => string) | undefined;
+    readonly prefixCache?: boolean;
+  }): ContinuousBatch {
+    return new ContinuousBatch(this.spec, this.maxPositions, this.runStep, {
+      stopTokenIds: opts.stopTokenIds,
+      decode: opts.decode,
+      prefixCache: opts.prefixCache === false ? undefined : this.cache,
+    });
   }
 
   private checkPrompts(prompts: readonly (readonly number[])[]): void {
@@ -378,7 +418,7 @@ class OrtEngine implements Engine {
     const S = Math.max(...prompts.map((p) => p.length));
     const ids = new BigInt64Array(B * S);
     const positions = new BigInt64Array(B * S);
-    const keyValid = new Uint8Array(B * S);
+    const keyPos = new Int32Array(B * S).fill(-1);
     const offsets: number[] = [];
     prompts.forEach((p, b) => {
       const off = padding === "left" ? S - p.length : 0;
@@ -386,10 +426,10 @@ class OrtEngine implements Engine {
       for (let i = 0; i < p.length; i++) {
         ids[b * S + off + i] = BigInt(p[i] as number);
         positions[b * S + off + i] = BigInt(i);
-        keyValid[b * S + off + i] = 1;
+        keyPos[b * S + off + i] = i;
       }
     });
-    return { B, S, ids, positions, keyValid, offsets };
+    return { B, S, ids, positions, keyPos, offsets };
   }
 
   async forward(
@@ -402,7 +442,7 @@ class OrtEngine implements Engine {
     const D = spec.hiddenSize;
     const V = spec.vocabSize;
     const L1 = spec.numLayers + 1;
-    const { B, S, ids, positions, keyValid, offsets } = this.pack(prompts, opts.padding ?? "right");
+    const { B, S, ids, positions, keyPos, offsets } = this.pack(prompts, opts.padding ?? "right");
     const logitsIndex = new BigInt64Array(B * S);
     for (let i = 0; i < B * S; i++) logitsIndex[i] = BigInt(i % S);
     const out = await this.run(
@@ -411,11 +451,11 @@ class OrtEngine implements Engine {
         seq: S,
         ids,
         positions,
-        keyValid,
+        keyPos,
         past: 0,
         logitsIndex,
         logitsPerRow: S,
-        pastKv: null,
+        pastKv: [],
       },
       { logits: true, kv: false, hidden: true },
     );
@@ -468,7 +508,7 @@ class OrtEngine implements Engine {
       opts.signal?.throwIfAborted();
       const idx = order.slice(start, start + batchSize);
       const batch = idx.map((i) => prompts[i] as readonly number[]);
-      const { B, S, ids, positions: pos, keyValid } = this.pack(batch, "right");
+      const { B, S, ids, positions: pos, keyPos } = this.pack(batch, "right");
       // Gather only the captured positions inside the graph: K per row, short rows repeat
       // their last position (dropped below).
       const spans = idx.map((pi) => {
@@ -487,11 +527,11 @@ class OrtEngine implements Engine {
           seq: S,
           ids,
           positions: pos,
-          keyValid,
+          keyPos,
           past: 0,
           logitsIndex: at,
           logitsPerRow: K,
-          pastKv: null,
+          pastKv: [],
         },
         { logits: false, kv: false, hidden: false, hiddenAt: true },
       );
@@ -515,7 +555,9 @@ class OrtEngine implements Engine {
     return { layers: L1, hiddenSize: D, items };
   }
 
-  async *generate(opts: GenerateOptions): AsyncGenerator<GenerateEvent, GeneratedSequence[]> {
+  async *generate(
+    opts: GenerateOptions & { readonly prefixCache?: boolean },
+  ): AsyncGenerator<GenerateEvent, GeneratedSequence[]> {
     const { prompts } = opts;
     this.checkPrompts(prompts);
     const n = prompts.length;
@@ -548,153 +590,39 @@ class OrtEngine implements Engine {
       (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > 20)
     )
       throw new EngineRequestError(`logprobs must be an integer in 0..20, got ${topLogprobs}`);
-    const stopIds = new Set([
+    const stopTokenIds = new Set([
       ...(opts.ignoreEos ? [] : this.spec.eosTokenIds),
       ...(opts.stopTokenIds ?? []),
     ]);
-    const rngs = sampling.map((s) => createRng(s.seed ?? Math.floor(Math.random() * 2 ** 32)));
-
-    const { spec } = this;
-    const V = spec.vocabSize;
-    const KV = spec.numKvHeads;
-    const hd = spec.headDim;
-    const tokens: number[][] = prompts.map(() => []);
-    const lps: { logprob: number; top: TokenLogprob[] }[][] = prompts.map(() => []);
-    const finish: (FinishReason | undefined)[] = prompts.map(() => undefined);
-    const texts: (string | undefined)[] = prompts.map(() => undefined);
-
-    // Prefill all prompts left-padded, so every row's last prompt token is at S-1.
-    const packed = this.pack(prompts, "left");
-    let active = prompts.map((_, i) => i); // batch row → prompt index
-    let keyValid = packed.keyValid;
-    let total = packed.S;
-    let nextPos = prompts.map((p) => p.length);
-    const prefillIndex = new BigInt64Array(packed.B).fill(BigInt(packed.S - 1));
-    const arena = new KvArena(2 * spec.numLayers);
-    let kvOut = arena.next([packed.B, KV, total, hd]);
-    let out = await this.run(
-      {
-        batch: packed.B,
-        seq: packed.S,
-        ids: packed.ids,
-        positions: packed.positions,
-        keyValid,
-        past: 0,
-        logitsIndex: prefillIndex,
-        logitsPerRow: 1,
-        pastKv: null,
-        kvOut,
-      },
-      { logits: true, kv: true, hidden: false },
-    );
-    for (;;) {
-      opts.signal?.throwIfAborted();
-      const logits = out[GraphNames.logits]?.data as Float32Array;
-      const events: GeneratedToken[] = [];
-      for (let r = 0; r < active.length; r++) {
-        const pi = active[r] as number;
-        const row = logits.subarray(r * V, (r + 1) * V);
-        const tok = sampleToken(row, sampling[pi] as SamplingOptions, rngs[pi] as () => number);
-        (tokens[pi] as number[]).push(tok);
-        let lp: { logprob: number; top: TokenLogprob[] } | undefined;
-        if (topLogprobs !== undefined) {
-          lp = tokenLogprobs(row, tok, topLogprobs);
-          (lps[pi] as { logprob: number; top: TokenLogprob[] }[]).push(lp);
-        }
-        events.push(lp ? { index: pi, token: tok, logprob: lp } : { index: pi, token: tok });
-        const seq = tokens[pi] as number[];
-        if (stopIds.has(tok)) finish[pi] = "stop";
-        else if ((stops[pi] as readonly string[]).length > 0 && opts.decode) {
-          const text = opts.decode(seq);
-          let cut = -1;
-          for (const s of stops[pi] as readonly string[]) {
-            const at = text.indexOf(s);
-            if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-          }
-          if (cut >= 0) {
-            finish[pi] = "stop";
-            texts[pi] = text.slice(0, cut);
-          }
-        }
-        if (
-          finish[pi] === undefined &&
-          (seq.length >= (maxTokens[pi] as number) ||
-            (nextPos[r] as number) + 1 >= this.maxPositions)
-        )
-          finish[pi] = "length";
-      }
-      yield { type: "tokens", tokens: events };
-      const keep = active.map((pi, r) => (finish[pi] === undefined ? r : -1)).filter((r) => r >= 0);
-      if (keep.length === 0) break;
-      // Decode step: one new token per active row.
-      let pastKv = kvOut;
-      if (keep.length < active.length) {
-        // Drop finished rows from the cache so they cost nothing more (moved down in place).
-        const rowSize = KV * total * hd;
-        pastKv = pastKv.map((t) => {
-          const data = t.data as Float32Array;
-          keep.forEach((r, j) => {
-            if (r !== j) data.copyWithin(j * rowSize, r * rowSize, (r + 1) * rowSize);
-          });
-          return new ort.Tensor("float32", data.subarray(0, keep.length * rowSize), [
-            keep.length,
-            KV,
-            total,
-            hd,
-          ]);
-        });
-        const kv2 = new Uint8Array(keep.length * total);
-        keep.forEach((r, j) => {
-          kv2.set(keyValid.subarray(r * total, (r + 1) * total), j * total);
-        });
-        keyValid = kv2;
-        nextPos = keep.map((r) => nextPos[r] as number);
-        active = keep.map((r) => active[r] as number);
-      }
-      const B = active.length;
-      const newTotal = total + 1;
-      const kvNext = new Uint8Array(B * newTotal);
-      for (let r = 0; r < B; r++) {
-        kvNext.set(keyValid.subarray(r * total, (r + 1) * total), r * newTotal);
-        kvNext[r * newTotal + total] = 1;
-      }
-      const ids = new BigInt64Array(B);
-      const pos = new BigInt64Array(B);
-      for (let r = 0; r < B; r++) {
-        const seq = tokens[active[r] as number] as number[];
-        ids[r] = BigInt(seq[seq.length - 1] as number);
-        pos[r] = BigInt(nextPos[r] as number);
-      }
-      kvOut = arena.next([B, KV, newTotal, hd]);
-      out = await this.run(
-        {
-          batch: B,
-          seq: 1,
-          ids,
-          positions: pos,
-          keyValid: kvNext,
-          past: total,
-          logitsIndex: new BigInt64Array(B),
-          logitsPerRow: 1,
-          pastKv,
-          kvOut,
-        },
-        { logits: true, kv: true, hidden: false },
-      );
-      keyValid = kvNext;
-      total = newTotal;
-      nextPos = nextPos.map((p) => p + 1);
-    }
-    return prompts.map((p, i) => {
-      const seq: GeneratedSequence = {
-        tokens: tokens[i] as number[],
-        finishReason: finish[i] as FinishReason,
-        promptTokens: p.length,
-        ...(topLogprobs !== undefined ? { logprobs: lps[i] } : {}),
-      };
-      if (!opts.decode) return seq;
-      return { ...seq, text: texts[i] ?? opts.decode(tokens[i] as number[]) };
+    const batch = this.createBatch({
+      stopTokenIds,
+      decode: opts.decode,
+      ...(opts.prefixCache !== undefined ? { prefixCache: opts.prefixCache } : {}),
     });
+    const results: GeneratedSequence[] = new Array(n);
+    let events: GeneratedToken[] = [];
+    prompts.forEach((prompt, i) => {
+      batch.add({
+        prompt,
+        maxTokens: Math.min(maxTokens[i] as number, this.maxPositions),
+        sampling: sampling[i] as SamplingOptions,
+        stop: stops[i] as readonly string[],
+        logprobs: topLogprobs,
+        onToken: (t) => events.push({ index: i, ...t }),
+        onFinish: (s) => {
+          results[i] = s;
+        },
+      });
+    });
+    while (batch.size > 0) {
+      await batch.step(opts.signal);
+      if (events.length > 0) {
+        const tokens = events;
+        events = [];
+        yield { type: "tokens", tokens };
+      }
+    }
+    return results;
   }
 }
 

@@ -56,7 +56,7 @@ export interface ModelGraphOptions {
  *
  * Inputs: input_ids, position_ids `[B, S]` int64; attn_bias; logits_index `[B, K]` int64 (which
  * positions get logits); past_key_i / past_value_i `[B, kvH, P, hd]`. Outputs: logits `[B, K, V]`,
- * present_key_i / present_value_i `[B, kvH, P+S, hd]`, hidden_0..hidden_L `[B*S, D]`, and
+ * present_key_i / present_value_i `[B, kvH, S, hd]` (the new positions' keys and values only), hidden_0..hidden_L `[B*S, D]`, and
  * hidden_at_0..hidden_at_L `[B, K, D]` (the residual at the logits_index positions).
  *
  * Throws when a weight is missing or has the wrong shape (message names it and both shapes).
@@ -216,24 +216,27 @@ export function buildModelGraph(
     }
     q = g.op("Mul", [rope(q), qScale]);
     k = rope(k);
-    // [B, S, h, hd] → [B, h, S, hd]
+    // [B, S, h, hd] → [B, h, S, hd]; the new keys and values are graph outputs: the caller
+    // appends them to its own cache, so no step copies the whole past (a Concat of past and new
+    // K/V cost as much as the attention itself at 600-token contexts, measured).
     const qT = g.op("Transpose", [q], { perm: [0, 2, 1, 3] });
-    const kT = g.op("Transpose", [k], { perm: [0, 2, 1, 3] });
-    const vT = g.op("Transpose", [v], { perm: [0, 2, 1, 3] });
+    const kT = g.opNamed("Transpose", [k], GraphNames.presentKey(l), { perm: [0, 2, 1, 3] });
+    const vT = g.opNamed("Transpose", [v], GraphNames.presentValue(l), { perm: [0, 2, 1, 3] });
+    g.outputs.push({ name: kT, type: OnnxType.FLOAT, shape: ["batch", KV, "seq", hd] });
+    g.outputs.push({ name: vT, type: OnnxType.FLOAT, shape: ["batch", KV, "seq", hd] });
     const pastK = g.input(GraphNames.pastKey(l), OnnxType.FLOAT, ["batch", KV, "past", hd]);
     const pastV = g.input(GraphNames.pastValue(l), OnnxType.FLOAT, ["batch", KV, "past", hd]);
-    const kAll = g.opNamed("Concat", [pastK, kT], GraphNames.presentKey(l), { axis: 2 });
-    const vAll = g.opNamed("Concat", [pastV, vT], GraphNames.presentValue(l), { axis: 2 });
-    g.outputs.push({ name: kAll, type: OnnxType.FLOAT, shape: ["batch", KV, "total", hd] });
-    g.outputs.push({ name: vAll, type: OnnxType.FLOAT, shape: ["batch", KV, "total", hd] });
-    // Group the G query heads of each kv head into rows: [B, KV, G*S, hd].
+    // Group the G query heads of each kv head into rows: [B, KV, G*S, hd]. Scores against the
+    // past and against the new keys are computed apart and joined (small: [B, KV, G*S, P+S]).
     const qG = g.op("Reshape", [qT, g.i64([0, KV, -1, hd])]);
-    const scores = g.op("Add", [
-      g.op("MatMul", [qG, g.op("Transpose", [kAll], { perm: [0, 1, 3, 2] })]),
-      bias,
-    ]);
+    const scoresPast = g.op("MatMul", [qG, g.op("Transpose", [pastK], { perm: [0, 1, 3, 2] })]);
+    const scoresNew = g.op("MatMul", [qG, g.op("Transpose", [kT], { perm: [0, 1, 3, 2] })]);
+    const scores = g.op("Add", [g.op("Concat", [scoresPast, scoresNew], { axis: -1 }), bias]);
     const probs = g.op("Softmax", [scores], { axis: -1 });
-    const ctx = g.op("MatMul", [probs, vAll]); // [B, KV, G*S, hd]
+    const pastLen = g.op("Slice", [g.op("Shape", [pastK]), g.i64([2]), g.i64([3])]);
+    const probsPast = g.op("Slice", [probs, g.i64([0]), pastLen, g.i64([3])]);
+    const probsNew = g.op("Slice", [probs, pastLen, g.i64([Number.MAX_SAFE_INTEGER]), g.i64([3])]);
+    const ctx = g.op("Add", [g.op("MatMul", [probsPast, pastV]), g.op("MatMul", [probsNew, vT])]);
     const ctxT = g.op("Transpose", [g.op("Reshape", [ctx, g.i64([0, H, -1, hd])])], {
       perm: [0, 2, 1, 3],
     });

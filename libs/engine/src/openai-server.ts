@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChatMessage } from "./chat-template.ts";
-import type { Engine, GeneratedSequence, GeneratedToken } from "./engine.ts";
+import type { ContinuousBatch, SequenceToken } from "./continuous-batch.ts";
+import type { Engine, GeneratedSequence } from "./engine.ts";
 import { EngineRequestError } from "./errors.ts";
 import type { SamplingOptions, TokenLogprob } from "./sampling.ts";
 import type { LoadedTokenizer } from "./tokenizer.ts";
@@ -68,26 +69,38 @@ interface Job {
   readonly sampling: SamplingOptions;
   readonly stop: readonly string[];
   readonly logprobs: number | undefined;
-  readonly onToken: (t: GeneratedToken) => void;
+  readonly onToken: (t: SequenceToken) => void;
+  /** `performance.now()` when the request was queued. */
+  readonly queuedAt: number;
   readonly resolve: (s: GeneratedSequence) => void;
   readonly reject: (e: unknown) => void;
 }
 
 /**
- * Step-level batcher for one model: waiting requests are started together as one batch (up to
- * `maxBatch`); a batch runs to the end of its longest sequence, dropping finished rows from the
- * KV cache as they stop, and the next batch takes whatever queued meanwhile.
+ * Continuous batcher for one model: a request joins the running batch at the next decode step
+ * (up to `maxBatch` sequences), is prefilled reusing the longest cached token prefix, and leaves
+ * as soon as it ends. The previous design started a batch only when the last one had finished,
+ * so a request arriving during a 96-token generation waited for all of it.
  */
 class Batcher {
   private readonly queue: Job[] = [];
   private running: Promise<void> | undefined;
   private closed = false;
+  private readonly batch: ContinuousBatch;
+  /** Jobs in the batch, so a failed step can reject them. */
+  private readonly inBatch = new Set<Job>();
   constructor(
-    private readonly model: ServedModel,
+    model: ServedModel,
     private readonly maxQueue: number,
     private readonly maxBatch: number,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    const tok = model.tokenizer;
+    this.batch = model.engine.createBatch({
+      stopTokenIds: new Set(tok.stopTokenIds),
+      decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
+    });
+  }
 
   submit(job: Omit<Job, "resolve" | "reject">): Promise<GeneratedSequence> {
     if (this.closed)
@@ -111,39 +124,62 @@ class Batcher {
     });
   }
 
-  private async loop(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      this.metrics.queue.set(this.queue.length);
-      this.metrics.batch.observe(batch.length);
-      const tok = this.model.tokenizer;
-      const wantLogprobs = batch.some((j) => j.logprobs !== undefined);
+  private admit(): void {
+    let joined = 0;
+    while (this.queue.length > 0 && this.batch.size < this.maxBatch) {
+      const job = this.queue.shift() as Job;
+      const queuedSec = (performance.now() - job.queuedAt) / 1000;
       try {
-        const gen = this.model.engine.generate({
-          prompts: batch.map((j) => j.ids),
-          maxTokens: batch.map((j) => j.maxTokens),
-          sampling: batch.map((j) => j.sampling),
-          stop: batch.map((j) => j.stop),
-          stopTokenIds: tok.stopTokenIds,
-          decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
-          logprobs: wantLogprobs ? Math.max(...batch.map((j) => j.logprobs ?? 0)) : undefined,
+        this.batch.add({
+          prompt: job.ids,
+          maxTokens: job.maxTokens,
+          sampling: job.sampling,
+          stop: job.stop,
+          logprobs: job.logprobs,
+          onToken: (t) => {
+            this.metrics.tokens.inc();
+            job.onToken(t);
+          },
+          onFinish: (s) => {
+            this.inBatch.delete(job);
+            job.resolve(s);
+          },
         });
-        for (;;) {
-          const r = await gen.next();
-          if (r.done) {
-            r.value.forEach((s, i) => {
-              (batch[i] as Job).resolve(s);
-            });
-            break;
-          }
-          if (r.value.type === "tokens") {
-            this.metrics.tokens.inc(r.value.tokens.length);
-            for (const t of r.value.tokens) (batch[t.index] as Job).onToken(t);
-          }
-        }
       } catch (err) {
-        for (const j of batch) j.reject(err);
+        job.reject(err);
+        continue;
       }
+      this.metrics.queueWait.observe(queuedSec);
+      this.inBatch.add(job);
+      joined++;
+    }
+    if (joined > 0) this.metrics.batch.observe(joined);
+    this.metrics.queue.set(this.queue.length);
+  }
+
+  private async loop(): Promise<void> {
+    // Yield once so requests arriving together join the first step together.
+    await new Promise((r) => setImmediate(r));
+    for (;;) {
+      this.admit();
+      if (this.batch.size === 0) return;
+      this.metrics.stepBatch.observe(this.batch.size);
+      const before = { ...this.batch.stats };
+      try {
+        await this.batch.step();
+      } catch (err) {
+        this.batch.clear();
+        for (const j of this.inBatch) j.reject(err);
+        this.inBatch.clear();
+        continue;
+      }
+      const st = this.batch.stats;
+      if (st.prefillRuns > before.prefillRuns) {
+        this.metrics.prefillSeconds.inc((st.prefillMs - before.prefillMs) / 1000);
+        this.metrics.cachedPromptTokens.inc(st.cachedTokens - before.cachedTokens);
+      }
+      if (st.decodeSteps > before.decodeSteps)
+        this.metrics.decodeSeconds.inc((st.decodeMs - before.decodeMs) / 1000);
     }
   }
 
@@ -162,6 +198,11 @@ interface Metrics {
   readonly promptTokens: Counter;
   readonly queue: Gauge;
   readonly batch: Histogram;
+  readonly stepBatch: Histogram;
+  readonly queueWait: Histogram;
+  readonly prefillSeconds: Counter;
+  readonly decodeSeconds: Counter;
+  readonly cachedPromptTokens: Counter;
 }
 
 function createMetricsSet(registry: Registry): Metrics {
@@ -196,8 +237,35 @@ function createMetricsSet(registry: Registry): Metrics {
     }),
     batch: new Histogram({
       name: "abl_engine_batch_sequences",
-      help: "Sequences per generation batch",
+      help: "Sequences that joined the running batch together at one step",
       buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers: [registry],
+    }),
+    stepBatch: new Histogram({
+      name: "abl_engine_step_sequences",
+      help: "Sequences in the batch at each generation step",
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers: [registry],
+    }),
+    queueWait: new Histogram({
+      name: "abl_engine_queue_wait_seconds",
+      help: "Time a request waited before joining the batch",
+      buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    prefillSeconds: new Counter({
+      name: "abl_engine_prefill_seconds_total",
+      help: "Time spent prefilling prompts",
+      registers: [registry],
+    }),
+    decodeSeconds: new Counter({
+      name: "abl_engine_decode_seconds_total",
+      help: "Time spent in decode steps",
+      registers: [registry],
+    }),
+    cachedPromptTokens: new Counter({
+      name: "abl_engine_prompt_tokens_cached_total",
+      help: "Prompt tokens whose KV came from the prefix cache instead of a prefill",
       registers: [registry],
     }),
   };
@@ -438,7 +506,7 @@ export function createOpenAIServer(opts: OpenAIServerOptions): OpenAIServer {
       : "text_completion";
     const decode = (t: readonly number[]) => tok.decode(t, { skipSpecialTokens: true });
     const tokenText = (t: number) => tok.decode([t], { skipSpecialTokens: false });
-    const chatLogprob = (t: GeneratedToken) => {
+    const chatLogprob = (t: SequenceToken) => {
       const entry = (token: number, logprob: number) => {
         const s = tokenText(token);
         return { token: s, logprob, bytes: Array.from(Buffer.from(s, "utf8")) };
@@ -451,7 +519,7 @@ export function createOpenAIServer(opts: OpenAIServerOptions): OpenAIServer {
       };
     };
 
-    const generated: GeneratedToken[] = [];
+    const generated: SequenceToken[] = [];
     let sent = 0;
     let closed = false;
     res.on("close", () => {
@@ -460,7 +528,7 @@ export function createOpenAIServer(opts: OpenAIServerOptions): OpenAIServer {
     const sse = (obj: unknown) => {
       if (!closed) res.write(`data: ${JSON.stringify(obj)}\n\n`);
     };
-    const chunk = (text: string, toks: readonly GeneratedToken[], finish: string | null) => {
+    const chunk = (text: string, toks: readonly SequenceToken[], finish: string | null) => {
       const base = { id, object, created: Math.floor(Date.now() / 1000), model: model.id };
       if (chat) {
         const lp =
@@ -475,7 +543,7 @@ export function createOpenAIServer(opts: OpenAIServerOptions): OpenAIServer {
         });
       } else sse({ ...base, choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] });
     };
-    let pendingTokens: GeneratedToken[] = [];
+    let pendingTokens: SequenceToken[] = [];
     if (stream) {
       res.writeHead(200, {
         "content-type": "text/event-stream",
@@ -499,6 +567,7 @@ export function createOpenAIServer(opts: OpenAIServerOptions): OpenAIServer {
         });
     }
     const seq = await batcher.submit({
+      queuedAt: performance.now(),
       ids,
       maxTokens,
       sampling,
