@@ -342,7 +342,11 @@ export function applyHiddenFirst(
 }
 
 /** Folds a finished slice's column sums into `stats`. */
-export function addColumnStats(sums: ColumnSums, method: PatchMethod, stats: EditStats): void {
+export function addColumnStats(
+  sums: Pick<ColumnSums, "dot" | "norm" | "dotAfter" | "normAfter">,
+  method: PatchMethod,
+  stats: EditStats,
+): void {
   const { dot, norm, dotAfter, normAfter } = sums;
   for (let j = 0; j < dot.length; j++) {
     stats.leakBefore += dot[j]! * dot[j]!;

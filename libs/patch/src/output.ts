@@ -19,6 +19,11 @@ export interface OutputFolder {
 
 const TEMP_MARK = ".abl-tmp-";
 /**
+ * Largest single write(2) into a local output file. Writes of tens of MiB into new page-cache
+ * pages ran 4–6× slower here than the same bytes in 1 MiB pieces (measured with 0.8 GB shards).
+ */
+export const WRITE_PIECE_BYTES = Number(process.env.ABL_WRITE_PIECE ?? 1024 * 1024);
+/**
  * Largest piece handed to `ObjectStore.put` at once. Each piece is copied (the caller reuses its
  * buffer); 4 MiB keeps the copies small next to the S3 client's 16 MiB part buffer.
  */
@@ -91,7 +96,7 @@ export async function createLocalOutput(
             const { bytesWritten } = await fh.write(
               chunk,
               done,
-              chunk.byteLength - done,
+              Math.min(WRITE_PIECE_BYTES, chunk.byteLength - done),
               written + done,
             );
             done += bytesWritten;

@@ -2,37 +2,24 @@ import { createHash, type Hash } from "node:crypto";
 import { type Checkpoint, LM_HEAD_NAME, untieConfig } from "@abl/checkpoint";
 import {
   type ByteSink,
-  type ByteSource,
   createSafetensorsWriter,
-  elementCount,
   encodeSafetensorsHeader,
   encodeShardIndex,
-  type FloatDType,
   type SafetensorsWriter,
   SHARD_INDEX_NAME,
   type TensorInfo,
   type TensorSpec,
 } from "@abl/tensor";
-import { PatchError } from "./errors.ts";
-import {
-  accumulateHiddenFirst,
-  addColumnStats,
-  applyHiddenFirst,
-  columnCoefficients,
-  type EditStats,
-  editHiddenLast,
-  emptyStats,
-  KernelScratch,
-} from "./kernels.ts";
+import { DEFAULT_RING_BYTES, hashedSink, OrderedWrites, PatchRuntime } from "./edit-pipeline.ts";
+import type { EditStats } from "./kernels.ts";
 import type { OutputFolder } from "./output.ts";
 import type { EditOp, PatchPlan } from "./plan.ts";
 
 /**
- * Size of each of the two I/O buffers a patch reuses for everything. 64 MiB holds a whole `[hidden, in]`
- * slice of any ≤ 8B dense model in bf16 (Qwen3-4B down_proj is 50 MB), so most slices are read
- * once; bigger slices take a second read pass. Allocated once: fresh memory is slow to touch here.
+ * Size of the shared ring every chunk passes through (reads, edits, writes, hashes). A `[hidden,
+ * in]` slice up to half of it is read once; bigger slices take a second read pass.
  */
-export const DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_BUFFER_BYTES = DEFAULT_RING_BYTES;
 /** Config and tokenizer files larger than this are streamed instead of read whole. */
 const SMALL_FILE_BYTES = 64 * 1024 * 1024;
 
@@ -103,7 +90,10 @@ export interface AbliterationReport {
 /** Options of {@link patchCheckpoint}. */
 export interface PatchOptions {
   readonly signal?: AbortSignal;
+  /** Ring size in bytes (default {@link DEFAULT_BUFFER_BYTES}). */
   readonly bufferBytes?: number;
+  /** Threads the bf16 edit splits across (default 2; hashing has a thread of its own). */
+  readonly kernelWorkers?: number;
 }
 
 /** Name of the report file. */
@@ -163,7 +153,6 @@ export async function* patchCheckpoint(
   options: PatchOptions = {},
 ): AsyncGenerator<PatchEvent, AbliterationReport> {
   const { signal } = options;
-  const bufferBytes = options.bufferBytes ?? DEFAULT_BUFFER_BYTES;
   const untie = plan.untieFrom;
   const untieInfo = untie ? ck.tensors.get(untie) : undefined;
   const shardFiles = new Set(ck.shards.map((s) => s.file));
@@ -176,8 +165,16 @@ export async function* patchCheckpoint(
     editedTensors: plan.edits.size,
   };
 
-  const io = new WriteBehind(Math.max(bufferBytes, 1 << 16));
-  const scratch = new KernelScratch();
+  const edits: { info: TensorInfo; op: EditOp }[] = [];
+  for (const shard of ck.shards)
+    for (const t of shard.header.tensors) {
+      const op = plan.edits.get(t.name);
+      if (op) edits.push({ info: t, op });
+    }
+  const runtime = PatchRuntime.create(plan.directions, plan.method, edits, {
+    ringBytes: options.bufferBytes ?? DEFAULT_BUFFER_BYTES,
+    ...(options.kernelWorkers !== undefined ? { kernelWorkers: options.kernelWorkers } : {}),
+  });
   const files: { name: string; size: number; sha256: string }[] = [];
   const tensorReports: TensorReport[] = [];
   let bytesDone = 0;
@@ -208,21 +205,25 @@ export async function* patchCheckpoint(
       }));
       if (extra) specs.push({ name: LM_HEAD_NAME, dtype: extra.dtype, shape: extra.shape });
       const source = await ck.files.open(shard.file);
-      const hash = createHash("sha256");
+      const hash = runtime.workers.hashStream();
       let writer: SafetensorsWriter | undefined;
+      let writes: OrderedWrites | undefined;
+      const pending: { t: TensorInfo; op: EditOp; stats: Promise<EditStats> }[] = [];
       try {
         // The output size is known up front (same tensors, maybe lm_head): object stores want it.
         const outSize = encodeSafetensorsHeader(specs, shard.header.metadata).fileSize;
-        const sink = hashingSink(await out.file(shard.file, outSize, signal), hash);
+        const sink = hashedSink(await out.file(shard.file, outSize, signal), hash);
         writer = await createSafetensorsWriter(sink, specs, shard.header.metadata, signal);
-        const w = writer;
+        writes = new OrderedWrites(writer, runtime.ring);
         const tensors = shard.header.tensors;
-        for (let i = 0; i < tensors.length; ) {
+        for (let i = 0; i < tensors.length && !writes.failed; ) {
           const t = tensors[i]!;
           const op = plan.edits.get(t.name);
           if (op) {
-            const stats = await editTensor(source, t, op, plan, w, io, scratch, signal);
-            tensorReports.push(report(t, op, stats, plan.method));
+            const { stats } = await runtime.edit(source, t, op, writes, signal);
+            // Observed here so a failure surfaces through the writes, not as an unhandled rejection.
+            stats.catch(() => {});
+            pending.push({ t, op, stats });
             bytesDone += t.byteLength;
             tensorsDone++;
             i++;
@@ -232,21 +233,24 @@ export async function* patchCheckpoint(
             while (j < tensors.length && !plan.edits.has(tensors[j]!.name)) j++;
             const start = t.offset;
             const end = tensors[j - 1]!.offset + tensors[j - 1]!.byteLength;
-            await copyRange(source, start, end - start, w, io, signal);
+            await runtime.copy(source, start, end - start, writes, signal);
             bytesDone += end - start;
             tensorsDone += j - i;
             i = j;
           }
           yield { type: "progress", bytes: bytesDone, tensors: tensorsDone, file: shard.file };
         }
-        if (extra) {
-          await copyRange(source, extra.offset, extra.byteLength, w, io, signal);
+        if (extra && !writes.failed) {
+          await runtime.copy(source, extra.offset, extra.byteLength, writes, signal);
           bytesDone += extra.byteLength;
         }
-        await io.flush();
-        await w.finish();
+        await writes.drain();
+        await sink.hashed();
+        for (const p of pending) tensorReports.push(report(p.t, p.op, await p.stats, plan.method));
+        await writer.finish();
       } catch (err) {
-        await io.settle();
+        await writes?.drain().catch(() => {});
+        await hash.drop();
         await writer?.abort();
         throw err;
       } finally {
@@ -254,7 +258,7 @@ export async function* patchCheckpoint(
       }
       const size = writer.header.fileSize;
       bytesDone += shard.header.dataStart;
-      const file = { name: shard.file, size, sha256: hash.digest("hex") };
+      const file = { name: shard.file, size, sha256: await hash.digest() };
       files.push(file);
       yield { type: "file", ...file };
     }
@@ -331,142 +335,9 @@ export async function* patchCheckpoint(
   } catch (err) {
     await out.abort();
     throw err;
+  } finally {
+    await runtime.close();
   }
-}
-
-/**
- * Two reused I/O buffers with write-behind: a chunk's write (a copy into the page cache or an
- * upload, done off the main thread) overlaps the read and arithmetic of the next chunk. Writes
- * stay in order; a buffer is handed out again only once its write has finished.
- */
-class WriteBehind {
-  private readonly buffers: [Uint8Array, Uint8Array];
-  private readonly busy: [Promise<void>, Promise<void>] = [Promise.resolve(), Promise.resolve()];
-  private next = 0;
-  private tail: Promise<void> = Promise.resolve();
-  private failure: { error: unknown } | undefined;
-  constructor(readonly size: number) {
-    this.buffers = [new Uint8Array(size), new Uint8Array(size)];
-  }
-  /** A buffer no pending write uses; rethrows an earlier write's failure. */
-  async take(): Promise<Uint8Array> {
-    const i = this.next;
-    this.next ^= 1;
-    await this.busy[i];
-    if (this.failure) throw this.failure.error;
-    return this.buffers[i];
-  }
-  /** Queues a write of `chunk`, a view of the buffer taken last, behind earlier writes. */
-  write(writer: SafetensorsWriter, chunk: Uint8Array, signal?: AbortSignal): void {
-    const done = this.tail
-      .then(() => (this.failure ? undefined : writer.write(chunk, signal)))
-      .catch((error: unknown) => {
-        this.failure ??= { error };
-      });
-    this.tail = done;
-    this.busy[this.next ^ 1] = done;
-  }
-  /** Waits for every queued write; rethrows the first failure. */
-  async flush(): Promise<void> {
-    await this.tail;
-    if (this.failure) throw this.failure.error;
-  }
-  /** Waits for queued writes without throwing (before aborting). */
-  async settle(): Promise<void> {
-    await this.tail;
-  }
-}
-
-async function copyRange(
-  source: ByteSource,
-  offset: number,
-  length: number,
-  writer: SafetensorsWriter,
-  io: WriteBehind,
-  signal?: AbortSignal,
-): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    const buffer = await io.take();
-    const n = Math.min(buffer.byteLength, length - done);
-    const chunk = buffer.subarray(0, n);
-    await source.read(offset + done, n, chunk, signal);
-    io.write(writer, chunk, signal);
-    done += n;
-  }
-}
-
-async function editTensor(
-  source: ByteSource,
-  t: TensorInfo,
-  op: EditOp,
-  plan: PatchPlan,
-  writer: SafetensorsWriter,
-  io: WriteBehind,
-  scratch: KernelScratch,
-  signal?: AbortSignal,
-): Promise<EditStats> {
-  const dtype = t.dtype as FloatDType;
-  const size = dtype === "F32" ? 4 : 2;
-  const r = plan.directions.rows[op.directionRow]!;
-  const h = r.length;
-  const stats = emptyStats();
-  const shape = t.shape;
-  const capacity = io.size;
-  if (op.writer.residualAxis === -1) {
-    const rows = elementCount(shape) / h;
-    const rowBytes = h * size;
-    const perChunk = Math.floor(capacity / rowBytes);
-    if (perChunk === 0)
-      throw new PatchError(
-        `tensor "${t.name}": a ${rowBytes}-byte row does not fit the ${capacity}-byte buffer`,
-      );
-    for (let k = 0; k < rows; k += perChunk) {
-      signal?.throwIfAborted();
-      const count = Math.min(perChunk, rows - k);
-      const chunk = (await io.take()).subarray(0, count * rowBytes);
-      await source.read(t.offset + k * rowBytes, chunk.byteLength, chunk, signal);
-      editHiddenLast(chunk, dtype, count, r, op.lambda, plan.method, stats, scratch);
-      io.write(writer, chunk, signal);
-    }
-    return stats;
-  }
-  const n = shape[shape.length - 1]!;
-  const rowBytes = n * size;
-  const sliceBytes = h * rowBytes;
-  const slices = elementCount(shape) / (h * n);
-  const perChunk = Math.floor(capacity / rowBytes);
-  if (perChunk === 0)
-    throw new PatchError(
-      `tensor "${t.name}": a ${rowBytes}-byte row does not fit the ${capacity}-byte buffer`,
-    );
-  for (let s = 0; s < slices; s++) {
-    const base = t.offset + s * sliceBytes;
-    const sums = scratch.columns(n);
-    const whole = perChunk >= h;
-    let buffer = await io.take();
-    // Pass 1: column sums rᵀW and ‖w_j‖². A slice that fits the buffer is read once.
-    for (let k = 0; k < h; k += perChunk) {
-      signal?.throwIfAborted();
-      const count = Math.min(perChunk, h - k);
-      const chunk = buffer.subarray(0, count * rowBytes);
-      await source.read(base + k * rowBytes, chunk.byteLength, chunk, signal);
-      accumulateHiddenFirst(chunk, dtype, k, count, n, r, sums, scratch);
-    }
-    columnCoefficients(sums, op.lambda, plan.method);
-    // Pass 2: apply and write (re-reading only when the slice did not fit).
-    for (let k = 0; k < h; k += perChunk) {
-      signal?.throwIfAborted();
-      const count = Math.min(perChunk, h - k);
-      if (!whole) buffer = await io.take();
-      const chunk = buffer.subarray(0, count * rowBytes);
-      if (!whole) await source.read(base + k * rowBytes, chunk.byteLength, chunk, signal);
-      stats.diffSq += applyHiddenFirst(chunk, dtype, k, count, n, r, sums, scratch);
-      io.write(writer, chunk, signal);
-    }
-    addColumnStats(sums, plan.method, stats);
-  }
-  return stats;
 }
 
 function report(t: TensorInfo, op: EditOp, s: EditStats, method: string): TensorReport {

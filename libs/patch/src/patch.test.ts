@@ -24,7 +24,7 @@ after(async () => {
 async function run(
   model: string,
   out: string,
-  opts: PlanOptions & { direction?: string; layer?: number } = {},
+  opts: PlanOptions & { direction?: string; layer?: number; buffer?: number } = {},
 ) {
   const ck = await loadCheckpoint(localCheckpointFiles(model));
   const bytes = new Uint8Array(await readFile(opts.direction ?? join(FIX, "direction.f32")));
@@ -33,7 +33,10 @@ async function run(
     ...(opts.layer === undefined ? {} : { layer: opts.layer }),
   });
   const plan = buildPlan(ck, directions, opts);
-  const gen = patchCheckpoint(ck, plan, await createLocalOutput(out), { bufferBytes: 4096 });
+  // A small ring by default: chunked rows and the two-pass path for slices that do not fit.
+  const gen = patchCheckpoint(ck, plan, await createLocalOutput(out), {
+    bufferBytes: opts.buffer ?? 4096,
+  });
   for (;;) {
     const r = await gen.next();
     if (r.done) return r.value;
@@ -67,10 +70,20 @@ async function directionUnit(): Promise<Float64Array> {
   return Float64Array.from(raw, (x) => x / Math.sqrt(n));
 }
 
+/** Ring sizes the golden tests run with: chunked + two-pass, and whole slices in one block. */
+const RINGS = [4096, 1 << 20] as const;
+
 test("bf16 golden: within one bf16 ulp of torch_patch.py, untouched tensors byte-identical, untied", async () => {
+  const shas: string[] = [];
+  for (const buffer of RINGS) shas.push(JSON.stringify((await bf16Golden(buffer)).files));
+  // Chunking and the split across kernel workers do not change a single output byte.
+  assert.equal(shas[0], shas[1]);
+});
+
+async function bf16Golden(buffer: number): Promise<AbliterationReport> {
   const model = join(FIX, "tiny-bf16");
-  const out = join(dir, "bf16");
-  const rep = await run(model, out);
+  const out = join(dir, `bf16-${buffer}`);
+  const rep = await run(model, out, { buffer });
   const ours = await tensorsOf(out);
   const torch = await tensorsOf(join(FIX, "tiny-bf16.torch"));
   const input = await tensorsOf(model);
@@ -137,12 +150,13 @@ test("bf16 golden: within one bf16 ulp of torch_patch.py, untouched tensors byte
         "tokenizer.json",
       ],
     );
+    return rep;
   } finally {
     await closeAll(ours);
     await closeAll(torch);
     await closeAll(input);
   }
-});
+}
 
 test("f32 golden: matches torch closely and leakage ≤ 1e-6", async () => {
   const out = join(dir, "f32");
@@ -210,12 +224,13 @@ async function columnNorms(
 }
 
 test("norm-preserving keeps every write vector's norm and removes r", async () => {
-  for (const [fixture, tol, leak] of [
-    ["tiny-bf16", 2 ** -8, 3e-3],
-    ["tiny-f32", 1e-6, 1e-6],
+  for (const [fixture, tol, leak, buffer] of [
+    ["tiny-bf16", 2 ** -8, 3e-3, RINGS[0]],
+    ["tiny-bf16", 2 ** -8, 3e-3, RINGS[1]],
+    ["tiny-f32", 1e-6, 1e-6, RINGS[0]],
   ] as const) {
-    const out = join(dir, `np-${fixture}`);
-    const rep = await run(join(FIX, fixture), out, { method: "norm-preserving" });
+    const out = join(dir, `np-${fixture}-${buffer}`);
+    const rep = await run(join(FIX, fixture), out, { method: "norm-preserving", buffer });
     const ours = await tensorsOf(out);
     const input = await tensorsOf(join(FIX, fixture));
     try {

@@ -1,0 +1,567 @@
+import {
+  type ByteSink,
+  type ByteSource,
+  elementCount,
+  type FloatDType,
+  type SafetensorsWriter,
+  type TensorInfo,
+} from "@abl/tensor";
+import type { Directions } from "./direction.ts";
+import {
+  accumulateHiddenFirst,
+  addColumnStats,
+  applyHiddenFirst,
+  columnCoefficients,
+  type EditStats,
+  editHiddenLast,
+  emptyStats,
+  KernelScratch,
+  type PatchMethod,
+} from "./kernels.ts";
+import type { EditOp } from "./plan.ts";
+import { Ring, type RingBlock } from "./ring.ts";
+import { type HashStream, PatchWorkers } from "./workers.ts";
+
+/**
+ * Default size of the ring of shared memory that reads, edits, writes and hashes share. Two
+ * Qwen3-4B down_proj slices (50 MB each) fit, so one can be edited while the previous one is
+ * written. Allocated once: fresh memory is slow to touch on our VMs (../shared/reference/machine.md).
+ */
+export const DEFAULT_RING_BYTES = 128 * 1024 * 1024;
+/**
+ * Largest read/write of untouched bytes at once. Moderate pieces keep the page-cache copies in
+ * the CPU caches and let writing, hashing and reading overlap finely.
+ */
+export const COPY_CHUNK_BYTES = 8 * 1024 * 1024;
+/** Kernel workers used by default (the edit splits across them; hashing has its own worker). */
+export const DEFAULT_KERNEL_WORKERS = 2;
+
+const ALIGN = 64;
+const up = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+/** f64 statistics slots per rows_bf16 call (see kernels.wat). */
+const ROW_STATS = 6;
+
+/** Options of {@link PatchRuntime.create}. */
+export interface RuntimeOptions {
+  readonly ringBytes?: number;
+  readonly kernelWorkers?: number;
+}
+
+/** A tee that hashes every written chunk on the hashing worker. */
+export interface HashedSink extends ByteSink {
+  /** Settles once every chunk written so far has been hashed. */
+  hashed(): Promise<void>;
+}
+
+/** Wraps `sink` so each chunk also goes to `hash` (hashing and the write run concurrently). */
+export function hashedSink(sink: ByteSink, hash: HashStream): HashedSink {
+  let last: Promise<void> = Promise.resolve();
+  return {
+    name: sink.name,
+    get written() {
+      return sink.written;
+    },
+    async write(chunk, signal) {
+      const h = hash.update(chunk);
+      last = h;
+      await Promise.all([h, sink.write(chunk, signal)]);
+    },
+    hashed: () => last,
+    commit: () => sink.commit(),
+    abort: () => sink.abort(),
+  };
+}
+
+/**
+ * Writes of one output shard, in order, each after the edit of its chunk; a chunk's ring block
+ * is released once it is written and hashed (or when anything failed).
+ */
+export class OrderedWrites {
+  private tail: Promise<void> = Promise.resolve();
+  private failure: { error: unknown } | undefined;
+
+  constructor(
+    private readonly writer: SafetensorsWriter,
+    private readonly ring: Ring,
+  ) {}
+
+  /** The first failure, if any (the caller stops reading). */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /** Queues `view` (inside `block`) to be written after `ready` (the chunk's edit) settles. */
+  push(block: RingBlock, view: Uint8Array, ready: Promise<unknown>, signal?: AbortSignal): void {
+    const task = this.tail.then(async () => {
+      try {
+        await ready;
+        if (!this.failure) await this.writer.write(view, signal);
+      } catch (error) {
+        this.failure ??= { error };
+      } finally {
+        this.ring.release(block);
+      }
+    });
+    this.tail = task;
+  }
+
+  /** Waits for every queued write; rethrows the first failure. */
+  async drain(): Promise<void> {
+    await this.tail;
+    if (this.failure) throw this.failure.error;
+  }
+}
+
+/**
+ * The patch's working memory and threads: one shared WebAssembly memory holding the direction
+ * rows (f64 and f32), a fixed area of column sums for slices too big for the ring, and the ring;
+ * kernel workers that run the SIMD bf16 edit; a hashing worker. Other dtypes are edited by the
+ * JavaScript kernels on the main thread, reading the same ring.
+ */
+export class PatchRuntime {
+  private readonly scratch = new KernelScratch();
+  private twoPass: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly workers: PatchWorkers,
+    readonly ring: Ring,
+    private readonly directions: Directions,
+    private readonly dirOffsets: readonly number[],
+    private readonly fixedSums: number,
+    private readonly method: PatchMethod,
+  ) {}
+
+  /**
+   * Sizes the memory for `edits` (tensor info and op pairs): the ring (at least two of the
+   * largest row), the directions and the fixed column sums; starts the workers.
+   */
+  static create(
+    directions: Directions,
+    method: PatchMethod,
+    edits: readonly { info: TensorInfo; op: EditOp }[],
+    options: RuntimeOptions = {},
+  ): PatchRuntime {
+    const h = directions.hidden;
+    let maxRow = 0;
+    let maxN = 0;
+    for (const { info, op } of edits) {
+      const size = info.dtype === "F32" ? 4 : 2;
+      if (op.writer.residualAxis === -1) maxRow = Math.max(maxRow, h * size);
+      else {
+        const n = info.shape[info.shape.length - 1]!;
+        maxRow = Math.max(maxRow, n * size);
+        maxN = Math.max(maxN, n);
+      }
+    }
+    const workers = options.kernelWorkers ?? DEFAULT_KERNEL_WORKERS;
+    const ringBytes = up(Math.max(options.ringBytes ?? DEFAULT_RING_BYTES, 2 * (maxRow + ALIGN)));
+    // The kernels read the unit direction as f32 (the edit is f32 arithmetic).
+    const dirBytes = up(h * 4);
+    const fixedBytes = sumsBytes(maxN, workers);
+    const dirArea = dirBytes * directions.rows.length;
+    const total = dirArea + fixedBytes + ringBytes;
+    const pw = PatchWorkers.create(total, workers);
+    const offsets = directions.rows.map((r, i) => {
+      const off = i * dirBytes;
+      new Float32Array(pw.memory.buffer, off, h).set(r);
+      return off;
+    });
+    const ring = new Ring(dirArea + fixedBytes, ringBytes);
+    return new PatchRuntime(pw, ring, directions, offsets, dirArea, method);
+  }
+
+  /** Largest chunk handed out, so that two are always in flight. */
+  private get limit(): number {
+    return Math.floor(this.ring.size / 2 / ALIGN) * ALIGN;
+  }
+
+  /** A view of the shared memory. */
+  private view(offset: number, length: number): Uint8Array {
+    return this.workers.bytes.subarray(offset, offset + length);
+  }
+
+  /** Copies `[offset, offset + length)` of `source` to the output untouched. */
+  async copy(
+    source: ByteSource,
+    offset: number,
+    length: number,
+    out: OrderedWrites,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const chunkMax = Math.min(COPY_CHUNK_BYTES, this.limit);
+    for (let done = 0; done < length; ) {
+      if (out.failed) break;
+      const n = Math.min(chunkMax, length - done);
+      const block = await this.ring.alloc(n, signal);
+      const view = this.view(block.offset, n);
+      try {
+        await source.read(offset + done, n, view, signal);
+      } catch (err) {
+        this.ring.release(block);
+        throw err;
+      }
+      out.push(block, view, Promise.resolve(), signal);
+      done += n;
+    }
+  }
+
+  /**
+   * Reads, edits and queues the writes of tensor `t`; resolves when every chunk is dispatched,
+   * with a promise of the tensor's statistics (settled when its last chunk is edited).
+   */
+  async edit(
+    source: ByteSource,
+    t: TensorInfo,
+    op: EditOp,
+    out: OrderedWrites,
+    signal?: AbortSignal,
+  ): Promise<{ stats: Promise<EditStats> }> {
+    const dtype = t.dtype as FloatDType;
+    const lambda = op.lambda;
+    const h = this.directions.hidden;
+    const parts: Promise<EditStats>[] = [];
+    if (op.writer.residualAxis === -1) {
+      const rows = elementCount(t.shape) / h;
+      const size = dtype === "F32" ? 4 : 2;
+      const rowBytes = h * size;
+      const wasm = dtype === "BF16" && h % 8 === 0;
+      const extra = wasm ? up(ROW_STATS * 8) * this.workers.parallelism : 0;
+      const perChunk = Math.max(1, Math.floor((this.limit - extra - ALIGN) / rowBytes));
+      for (let k = 0; k < rows && !out.failed; k += perChunk) {
+        signal?.throwIfAborted();
+        const count = Math.min(perChunk, rows - k);
+        const bytes = count * rowBytes;
+        const block = await this.ring.alloc(up(bytes) + extra, signal);
+        const view = this.view(block.offset, bytes);
+        try {
+          await source.read(t.offset + k * rowBytes, bytes, view, signal);
+        } catch (err) {
+          this.ring.release(block);
+          throw err;
+        }
+        const done = wasm
+          ? this.rowsWasm(block.offset, up(bytes), count, op, lambda)
+          : this.rowsJs(view, dtype, count, op, lambda);
+        parts.push(done);
+        out.push(block, view, done, signal);
+      }
+      return { stats: mergeAll(parts) };
+    }
+    const n = t.shape[t.shape.length - 1]!;
+    const size = dtype === "F32" ? 4 : 2;
+    const sliceBytes = h * n * size;
+    const slices = elementCount(t.shape) / (h * n);
+    const wasm = dtype === "BF16";
+    const perBlockSums = wasm ? sumsBytes(n, this.workers.parallelism) : 0;
+    for (let s = 0; s < slices && !out.failed; s++) {
+      signal?.throwIfAborted();
+      const base = t.offset + s * sliceBytes;
+      if (up(sliceBytes) + perBlockSums <= this.limit) {
+        const block = await this.ring.alloc(up(sliceBytes) + perBlockSums, signal);
+        const view = this.view(block.offset, sliceBytes);
+        try {
+          await source.read(base, sliceBytes, view, signal);
+        } catch (err) {
+          this.ring.release(block);
+          throw err;
+        }
+        const done = wasm
+          ? this.sliceWasm(block.offset, block.offset + up(sliceBytes), 0, h, n, op, lambda, true)
+          : Promise.resolve(this.sliceJs(view, dtype, n, op, lambda));
+        parts.push(done);
+        out.push(block, view, done, signal);
+      } else {
+        parts.push((await this.bigSlice(source, base, dtype, n, op, lambda, out, signal)).done);
+      }
+    }
+    return { stats: mergeAll(parts) };
+  }
+
+  /** A `[hidden, n]` slice larger than half the ring: pass 1 reads it for the sums, pass 2 edits. */
+  private async bigSlice(
+    source: ByteSource,
+    base: number,
+    dtype: FloatDType,
+    n: number,
+    op: EditOp,
+    lambda: number,
+    out: OrderedWrites,
+    signal?: AbortSignal,
+  ): Promise<{ done: Promise<EditStats> }> {
+    // The fixed sums area serves one big slice at a time.
+    await this.twoPass;
+    const h = this.directions.hidden;
+    const size = dtype === "F32" ? 4 : 2;
+    const rowBytes = n * size;
+    const perChunk = Math.max(1, Math.floor(this.limit / rowBytes));
+    const wasm = dtype === "BF16";
+    const r = this.directions.rows[op.directionRow]!;
+    const sumsJs = wasm ? undefined : this.scratch.columns(n);
+    if (wasm)
+      this.workers.bytes.fill(
+        0,
+        this.fixedSums,
+        this.fixedSums + sumsBytes(n, this.workers.parallelism),
+      );
+    const pass1: Promise<unknown>[] = [];
+    for (let k = 0; k < h; k += perChunk) {
+      signal?.throwIfAborted();
+      const count = Math.min(perChunk, h - k);
+      const block = await this.ring.alloc(count * rowBytes, signal);
+      const view = this.view(block.offset, count * rowBytes);
+      try {
+        await source.read(base + k * rowBytes, count * rowBytes, view, signal);
+        if (!wasm) accumulateHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.scratch);
+      } catch (err) {
+        this.ring.release(block);
+        throw err;
+      }
+      if (wasm) {
+        const p = this.colsum(block.offset, k, count, n, op, this.fixedSums);
+        pass1.push(p);
+        p.then(
+          () => this.ring.release(block),
+          () => this.ring.release(block),
+        );
+      } else this.ring.release(block);
+    }
+    await Promise.all(pass1);
+    if (wasm) this.coefficients(this.fixedSums, n, lambda);
+    else columnCoefficients(sumsJs!, lambda, this.method);
+    const pass2: Promise<unknown>[] = [];
+    let diff = 0;
+    for (let k = 0; k < h; k += perChunk) {
+      signal?.throwIfAborted();
+      const count = Math.min(perChunk, h - k);
+      const block = await this.ring.alloc(count * rowBytes, signal);
+      const view = this.view(block.offset, count * rowBytes);
+      try {
+        await source.read(base + k * rowBytes, count * rowBytes, view, signal);
+      } catch (err) {
+        this.ring.release(block);
+        throw err;
+      }
+      let p: Promise<unknown>;
+      if (wasm) p = this.apply(block.offset, k, count, n, op, this.fixedSums);
+      else {
+        diff += applyHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.scratch);
+        p = Promise.resolve();
+      }
+      pass2.push(p);
+      out.push(block, view, p, signal);
+    }
+    const done = Promise.all(pass2).then(() => {
+      const stats = emptyStats();
+      if (wasm) this.columnStats(this.fixedSums, n, stats);
+      else {
+        addColumnStats(sumsJs!, this.method, stats);
+        stats.diffSq += diff;
+      }
+      return stats;
+    });
+    this.twoPass = done.catch(() => {});
+    return { done };
+  }
+
+  /** Views of a sums area for n columns (see {@link sumsBytes}). */
+  private sums(at: number, n: number) {
+    const f64 = up(n * 8);
+    const f32 = up(n * 4);
+    const buf = this.workers.memory.buffer;
+    return {
+      dot: at,
+      norm: at + f64,
+      dotAfter: at + 2 * f64,
+      normAfter: at + 3 * f64,
+      coef: at + 4 * f64,
+      scale: at + 4 * f64 + f32,
+      diff: at + 4 * f64 + 2 * f32,
+      views: {
+        dot: new Float64Array(buf, at, n),
+        norm: new Float64Array(buf, at + f64, n),
+        dotAfter: new Float64Array(buf, at + 2 * f64, n),
+        normAfter: new Float64Array(buf, at + 3 * f64, n),
+        coef: new Float32Array(buf, at + 4 * f64, n),
+        scale: new Float32Array(buf, at + 4 * f64 + f32, n),
+      },
+    };
+  }
+
+  /** Column bounds of worker w (multiples of 8 so SIMD blocks never straddle). */
+  private columns(n: number, w: number): [number, number] {
+    const p = this.workers.parallelism;
+    const at = (k: number) => Math.min(n, Math.round((k * n) / p / 8) * 8);
+    return [at(w), w === p - 1 ? n : at(w + 1)];
+  }
+
+  private colsum(src: number, row0: number, count: number, n: number, op: EditOp, at: number) {
+    const s = this.sums(at, n);
+    const r32 = this.dirOffsets[op.directionRow]! + row0 * 4;
+    return Promise.all(
+      Array.from({ length: this.workers.parallelism }, (_, w) => {
+        const [c0, c1] = this.columns(n, w);
+        if (c0 >= c1) return undefined;
+        return this.workers.run(w, "colsum_bf16", [src, n, 0, count, c0, c1, r32, s.dot, s.norm]);
+      }),
+    );
+  }
+
+  private apply(src: number, row0: number, count: number, n: number, op: EditOp, at: number) {
+    const s = this.sums(at, n);
+    const r32 = this.dirOffsets[op.directionRow]! + row0 * 4;
+    return Promise.all(
+      Array.from({ length: this.workers.parallelism }, (_, w) => {
+        const [c0, c1] = this.columns(n, w);
+        if (c0 >= c1) return undefined;
+        return this.workers.run(w, "apply_bf16", [
+          src,
+          n,
+          0,
+          count,
+          c0,
+          c1,
+          r32,
+          s.coef,
+          s.scale,
+          s.dotAfter,
+          s.normAfter,
+          s.diff + w * 8,
+        ]);
+      }),
+    );
+  }
+
+  /** c_j = λ·rᵀw_j and the norm-preserving rescale, from the f64 sums, stored as f32. */
+  private coefficients(at: number, n: number, lambda: number): void {
+    const { dot, norm, coef, scale } = this.sums(at, n).views;
+    for (let j = 0; j < n; j++) {
+      const d = dot[j]!;
+      const c = lambda * d;
+      coef[j] = c;
+      if (this.method === "norm-preserving") {
+        // ‖w − c r‖² = ‖w‖² − 2c·(rᵀw) + c² because ‖r‖ = 1.
+        const n0 = norm[j]!;
+        const n1 = n0 - 2 * c * d + c * c;
+        scale[j] = n1 > 0 ? Math.sqrt(n0 / n1) : 1;
+      } else scale[j] = 1;
+    }
+  }
+
+  private columnStats(at: number, n: number, stats: EditStats): void {
+    const s = this.sums(at, n);
+    addColumnStats(s.views, this.method, stats);
+    const diffs = new Float64Array(this.workers.memory.buffer, s.diff, this.workers.parallelism);
+    for (const d of diffs) stats.diffSq += d;
+  }
+
+  private async sliceWasm(
+    src: number,
+    at: number,
+    row0: number,
+    count: number,
+    n: number,
+    op: EditOp,
+    lambda: number,
+    zero: boolean,
+  ): Promise<EditStats> {
+    if (zero) this.workers.bytes.fill(0, at, at + sumsBytes(n, this.workers.parallelism));
+    await this.colsum(src, row0, count, n, op, at);
+    this.coefficients(at, n, lambda);
+    await this.apply(src, row0, count, n, op, at);
+    const stats = emptyStats();
+    this.columnStats(at, n, stats);
+    return stats;
+  }
+
+  private sliceJs(
+    view: Uint8Array,
+    dtype: FloatDType,
+    n: number,
+    op: EditOp,
+    lambda: number,
+  ): EditStats {
+    const h = this.directions.hidden;
+    const r = this.directions.rows[op.directionRow]!;
+    const sums = this.scratch.columns(n);
+    accumulateHiddenFirst(view, dtype, 0, h, n, r, sums, this.scratch);
+    columnCoefficients(sums, lambda, this.method);
+    const stats = emptyStats();
+    stats.diffSq += applyHiddenFirst(view, dtype, 0, h, n, r, sums, this.scratch);
+    addColumnStats(sums, this.method, stats);
+    return stats;
+  }
+
+  private async rowsWasm(src: number, statsAt: number, count: number, op: EditOp, lambda: number) {
+    const h = this.directions.hidden;
+    const p = this.workers.parallelism;
+    const slot = up(ROW_STATS * 8);
+    const at = src + statsAt;
+    this.workers.bytes.fill(0, at, at + slot * p);
+    const dir = this.dirOffsets[op.directionRow]!;
+    const np = this.method === "norm-preserving" ? 1 : 0;
+    await Promise.all(
+      Array.from({ length: p }, (_, w) => {
+        const k0 = Math.floor((w * count) / p);
+        const k1 = Math.floor(((w + 1) * count) / p);
+        if (k1 <= k0) return undefined;
+        return this.workers.run(w, "rows_bf16", [
+          src + k0 * h * 2,
+          h,
+          k1 - k0,
+          dir,
+          lambda,
+          np,
+          at + w * slot,
+        ]);
+      }),
+    );
+    const stats = emptyStats();
+    for (let w = 0; w < p; w++) {
+      const st = new Float64Array(this.workers.memory.buffer, at + w * slot, ROW_STATS);
+      stats.leakBefore += st[0]!;
+      stats.leakAfter += st[1]!;
+      stats.normBefore += st[2]!;
+      stats.normAfter += st[3]!;
+      stats.maxVectorNormChange = Math.max(stats.maxVectorNormChange, st[4]!);
+      stats.diffSq += st[5]!;
+    }
+    return stats;
+  }
+
+  private async rowsJs(
+    view: Uint8Array,
+    dtype: FloatDType,
+    count: number,
+    op: EditOp,
+    lambda: number,
+  ) {
+    const stats = emptyStats();
+    const r = this.directions.rows[op.directionRow]!;
+    editHiddenLast(view, dtype, count, r, lambda, this.method, stats, this.scratch);
+    return stats;
+  }
+
+  /** Stops the workers. */
+  close(): Promise<void> {
+    return this.workers.close();
+  }
+}
+
+/** Bytes of a sums area for n columns: four f64 and two f32 arrays, plus a diff per worker. */
+function sumsBytes(n: number, workers: number): number {
+  return n === 0 ? 0 : 4 * up(n * 8) + 2 * up(n * 4) + up(workers * 8);
+}
+
+async function mergeAll(parts: readonly Promise<EditStats>[]): Promise<EditStats> {
+  const all = await Promise.all(parts);
+  const s = emptyStats();
+  for (const p of all) {
+    s.leakBefore += p.leakBefore;
+    s.leakAfter += p.leakAfter;
+    s.normBefore += p.normBefore;
+    s.normAfter += p.normAfter;
+    s.diffSq += p.diffSq;
+    s.maxVectorNormChange = Math.max(s.maxVectorNormChange, p.maxVectorNormChange);
+  }
+  return s;
+}

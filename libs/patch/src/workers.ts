@@ -1,0 +1,216 @@
+import { Worker } from "node:worker_threads";
+import { PatchError } from "./errors.ts";
+import { KERNELS_WASM_BASE64 } from "./kernels-wasm.ts";
+
+/** A shared WebAssembly memory (the TypeScript libs of this project carry no wasm typings). */
+export interface SharedMemory {
+  readonly buffer: SharedArrayBuffer;
+}
+declare const WebAssembly: {
+  Memory: new (d: { initial: number; maximum: number; shared: true }) => SharedMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
+};
+
+/** Names of the exported kernels in libs/patch/wasm/kernels.wat. */
+export type KernelName = "colsum_bf16" | "apply_bf16" | "rows_bf16";
+
+/** Bytes of one WebAssembly page. */
+const WASM_PAGE = 65536;
+
+/**
+ * The body of a kernel worker. Runs as an eval'd CommonJS worker (no loader, starts in a few ms):
+ * it instantiates the kernels on the shared memory and calls one per message.
+ */
+function kernelWorkerMain(): void {
+  const { parentPort, workerData } = require("node:worker_threads");
+  const { memory, wasm } = workerData as { memory: SharedMemory; wasm: Uint8Array };
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { env: { memory } });
+  const fns = instance.exports as Record<string, (...a: number[]) => void>;
+  parentPort.on("message", (m: { id: number; fn: string; args: number[] }) => {
+    try {
+      fns[m.fn]!(...m.args);
+      parentPort.postMessage({ id: m.id });
+    } catch (err) {
+      parentPort.postMessage({ id: m.id, error: String((err as Error)?.stack ?? err) });
+    }
+  });
+}
+
+/**
+ * The body of a hashing worker: sha256 of byte ranges of the shared memory (or of small copied
+ * chunks), one running hash per stream id, in the order the messages arrive.
+ */
+function hashWorkerMain(): void {
+  const { parentPort, workerData } = require("node:worker_threads");
+  const { createHash } = require("node:crypto");
+  const buffer = workerData.buffer as SharedArrayBuffer;
+  const hashes = new Map<number, { update(b: Uint8Array): void; digest(e: string): string }>();
+  parentPort.on(
+    "message",
+    (m: {
+      id: number;
+      stream: number;
+      op: "update" | "digest" | "drop";
+      offset?: number;
+      length?: number;
+      bytes?: Uint8Array;
+    }) => {
+      try {
+        let h = hashes.get(m.stream);
+        if (!h && m.op !== "drop") {
+          h = createHash("sha256");
+          hashes.set(m.stream, h!);
+        }
+        if (m.op === "update") {
+          h!.update(m.bytes ?? new Uint8Array(buffer, m.offset, m.length));
+          parentPort.postMessage({ id: m.id });
+        } else if (m.op === "digest") {
+          hashes.delete(m.stream);
+          parentPort.postMessage({ id: m.id, hex: h!.digest("hex") });
+        } else {
+          hashes.delete(m.stream);
+          parentPort.postMessage({ id: m.id });
+        }
+      } catch (err) {
+        parentPort.postMessage({ id: m.id, error: String((err as Error)?.stack ?? err) });
+      }
+    },
+  );
+}
+
+interface Pending {
+  resolve(v: { hex?: string }): void;
+  reject(e: Error): void;
+}
+
+/** A worker with request ids; every request gets one reply. */
+class Channel {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private dead: Error | undefined;
+
+  constructor(body: () => void, workerData: unknown, what: string) {
+    // The TypeScript loader may wrap named functions in a `__name` helper; define it as identity.
+    const source = `const __name = (f) => f;\n(${body.toString()})();`;
+    this.worker = new Worker(source, { eval: true, workerData });
+    this.worker.unref();
+    this.worker.on("message", (m: { id: number; error?: string; hex?: string }) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.error) p.reject(new PatchError(`${what} failed: ${m.error}`));
+      else p.resolve(m);
+    });
+    const fail = (err: Error) => {
+      this.dead ??= new PatchError(`${what} stopped: ${err.message}`, { cause: err });
+      for (const p of this.pending.values()) p.reject(this.dead);
+      this.pending.clear();
+    };
+    this.worker.on("error", fail);
+    this.worker.on("exit", (code) => fail(new Error(`exit code ${code}`)));
+  }
+
+  call(
+    message: Record<string, unknown>,
+    transfer?: readonly ArrayBuffer[],
+  ): Promise<{ hex?: string }> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...message, id }, transfer as ArrayBuffer[] | undefined);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.dead ??= new PatchError("worker closed");
+    await this.worker.terminate();
+  }
+}
+
+/**
+ * One shared memory for everything a patch touches (I/O ring, directions, per-slice sums), the
+ * kernel workers that run the SIMD edit on it, and a hashing worker that computes the sha256 of
+ * output files from it, so that arithmetic, hashing and I/O overlap on separate cores.
+ */
+export class PatchWorkers {
+  /** The shared memory; `bytes` views all of it. */
+  readonly memory: SharedMemory;
+  readonly bytes: Uint8Array;
+  private readonly kernels: Channel[];
+  private readonly hasher: Channel;
+  private nextStream = 1;
+
+  private constructor(memory: SharedMemory, kernelWorkers: number) {
+    this.memory = memory;
+    this.bytes = new Uint8Array(memory.buffer);
+    const wasm = Buffer.from(KERNELS_WASM_BASE64, "base64");
+    this.kernels = Array.from(
+      { length: kernelWorkers },
+      (_, i) => new Channel(kernelWorkerMain, { memory, wasm }, `kernel worker ${i}`),
+    );
+    this.hasher = new Channel(hashWorkerMain, { buffer: memory.buffer }, "hash worker");
+  }
+
+  /**
+   * Allocates `bytes` of shared memory (rounded up to 64 KiB pages, at most 4 GiB) and starts
+   * `kernelWorkers` kernel workers and one hashing worker.
+   */
+  static create(bytes: number, kernelWorkers: number): PatchWorkers {
+    const pages = Math.ceil(bytes / WASM_PAGE);
+    if (pages > 65536)
+      throw new PatchError(`patch memory of ${bytes} bytes exceeds the 4 GiB WebAssembly limit`);
+    if (!Number.isInteger(kernelWorkers) || kernelWorkers < 1)
+      throw new PatchError(`kernel workers must be a positive integer, got ${kernelWorkers}`);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    return new PatchWorkers(memory, kernelWorkers);
+  }
+
+  /** Number of kernel workers (work is split this many ways). */
+  get parallelism(): number {
+    return this.kernels.length;
+  }
+
+  /** Runs kernel `fn` on worker `w` with integer/float arguments (byte offsets into memory). */
+  async run(w: number, fn: KernelName, args: readonly number[]): Promise<void> {
+    await this.kernels[w % this.kernels.length]!.call({ fn, args });
+  }
+
+  /** A new sha256 stream on the hashing worker. */
+  hashStream(): HashStream {
+    const stream = this.nextStream++;
+    const base = this.bytes;
+    const ch = this.hasher;
+    return {
+      update(view: Uint8Array): Promise<void> {
+        if (view.buffer === base.buffer)
+          return ch
+            .call({ op: "update", stream, offset: view.byteOffset, length: view.byteLength })
+            .then(() => {});
+        // Small chunks from elsewhere (headers, report files) are copied across.
+        return ch.call({ op: "update", stream, bytes: view.slice() }).then(() => {});
+      },
+      async digest(): Promise<string> {
+        const { hex } = await ch.call({ op: "digest", stream });
+        return hex!;
+      },
+      async drop(): Promise<void> {
+        await ch.call({ op: "drop", stream }).catch(() => {});
+      },
+    };
+  }
+
+  /** Stops every worker. */
+  async close(): Promise<void> {
+    await Promise.all([...this.kernels.map((k) => k.close()), this.hasher.close()]);
+  }
+}
+
+/** A running sha256 on the hashing worker; updates are hashed in call order. */
+export interface HashStream {
+  update(view: Uint8Array): Promise<void>;
+  digest(): Promise<string>;
+  drop(): Promise<void>;
+}
