@@ -19,10 +19,15 @@ import {
   createMarkerJudge,
   createModelCache,
   evaluateRefusal,
+  filterByBehaviour,
   modelFolderDigest,
+  presetContrastSet,
   readActivations,
+  readDirections,
+  splitContrastSet,
 } from "@abl/refusal";
 import {
+  CaptureEngine,
   CaptureService,
   createClient,
   DirectionsService,
@@ -327,5 +332,136 @@ test("agent-shell on SmolLM2-135M-Instruct: capture → directions → patch →
     capture.close();
     directions.close();
     patcher.close();
+  }
+});
+
+/**
+ * agent-shell tasks for the filter: SmolLM2-135M refuses the bare form of tasks 1, 5, 19 and 28
+ * ("as a text-based AI, I don't have the ability…") and answers 0 and 2, so the filter has
+ * something to drop; the test recomputes the expectation rather than trusting this list. Few
+ * prompts, since the filter generates 100 tokens for each.
+ */
+const FILTER_TASKS = [0, 1, 2, 5, 19, 28];
+
+test("StartCapture.filter and StartDirections.causal_candidates over NATS and MinIO", async () => {
+  const capture = createClient(CaptureService, { address: `127.0.0.1:${port("capture")}` });
+  const directions = createClient(DirectionsService, {
+    address: `127.0.0.1:${port("directions")}`,
+  });
+  try {
+    const model = { digest: modelDigest, storeKey: "models/smollm2" };
+    const full = presetContrastSet("agent-shell");
+    const pick = (ps: readonly ContrastPrompt[]) =>
+      FILTER_TASKS.map((i) => ps[i] as ContrastPrompt);
+    const set = {
+      name: "agent-shell-filter",
+      refuse: pick(full.refuse),
+      comply: pick(full.comply),
+    };
+    // Equal thirds, so three kept tasks still fill fit, select and eval.
+    const splits = splitContrastSet(set, 0, { fit: 0.34, select: 0.33, eval: 0.33 });
+    await store.put(
+      "contrast/e2e-filter/prompts.json",
+      new TextEncoder().encode(JSON.stringify({ set, splits })),
+    );
+    const req = {
+      model,
+      contrastSet: {
+        case: "contrastArtifact" as const,
+        value: { key: "contrast/e2e-filter/prompts.json" },
+      },
+      filter: true,
+    };
+    await assert.rejects(
+      withRetry(
+        () =>
+          capture.startCapture(
+            { ...req, engine: CaptureEngine.TRANSFORMERS },
+            { timeoutMs: 30_000 },
+          ),
+        "StartCapture",
+      ),
+      (e: Error) =>
+        e.cause instanceof RpcError &&
+        e.cause.code === "INVALID_ARGUMENT" &&
+        /filter generates with the built-in engine/.test(e.cause.message),
+    );
+    const unfiltered = await capture.startCapture({ ...req, filter: false }, { timeoutMs: 30_000 });
+    const started = await capture.startCapture(req, { timeoutMs: 30_000 });
+    assert.notEqual(started.stepKey, unfiltered.stepKey, "filtering is part of the step key");
+    await until("filtered capture", () => capture.getCapture({ jobId: started.jobId }));
+    const got = await capture.getCapture({ jobId: started.jobId });
+    const activations = got.activations?.key as string;
+    const acts = await readActivations(store, activations);
+
+    // The same filter run here on the same prompts decides what the service had to keep.
+    const [engine, tokenizer] = [await loadModel(modelDir), await loadTokenizer(modelDir)];
+    let expected: { refuse: ContrastPrompt[]; comply: ContrastPrompt[] };
+    try {
+      expected = await filterByBehaviour(set.refuse, set.comply, {
+        base: createEngineEndpoint(engine, tokenizer, "base"),
+        judge: createMarkerJudge(),
+      });
+    } finally {
+      await engine.dispose();
+    }
+    console.log(
+      `filter kept ${expected.refuse.length}/${set.refuse.length} refuse and ${expected.comply.length}/${set.comply.length} comply prompts`,
+    );
+    const ids = (ps: readonly ContrastPrompt[]) => ps.map((p) => p.id);
+    assert.deepEqual(ids(acts.prompts.set.refuse), ids(expected.refuse));
+    assert.deepEqual(ids(acts.prompts.set.comply), ids(expected.comply));
+    assert.equal(got.numRefusePrompts, expected.refuse.length);
+    assert.equal(got.numComplyPrompts, expected.comply.length);
+
+    // causal_candidates: checked against the activations' layers, only with the causal policy.
+    await assert.rejects(
+      directions.startDirections(
+        {
+          activations: { key: activations },
+          model,
+          selection: SelectionPolicy.CAUSAL,
+          causalCandidates: 99,
+        },
+        { timeoutMs: 30_000 },
+      ),
+      (e: RpcError) =>
+        e.code === "INVALID_ARGUMENT" &&
+        /causal_candidates 99 exceeds the 24 candidate layers of 31 residual layers/.test(
+          e.message,
+        ),
+    );
+    await assert.rejects(
+      directions.startDirections(
+        { activations: { key: activations }, causalCandidates: 2 },
+        { timeoutMs: 30_000 },
+      ),
+      (e: RpcError) =>
+        e.code === "INVALID_ARGUMENT" &&
+        /causal_candidates \(2\) applies only to SELECTION_POLICY_CAUSAL/.test(e.message),
+    );
+    const ds = await directions.startDirections(
+      {
+        activations: { key: activations },
+        model,
+        selection: SelectionPolicy.CAUSAL,
+        causalCandidates: 1,
+        // A 135M model's KL under ablation is not what this checks; any finite value passes.
+        maxKl: 1e6,
+      },
+      { timeoutMs: 30_000 },
+    );
+    await until("causal directions", () => directions.getDirections({ jobId: ds.jobId }));
+    const dres = await directions.getDirections({ jobId: ds.jobId });
+    const { meta } = await readDirections(store, dres.directions?.key as string);
+    assert.equal(meta.selection.policy, "causal");
+    assert.equal(meta.selection.probes.length, 1, "exactly one candidate layer was probed");
+    assert.equal(dres.selectedLayer, meta.selection.probes[0]?.layer);
+    console.log(
+      `causal (1 candidate): layer ${dres.selectedLayer}, refusal ${meta.selection.probes[0]?.refusalRate.toFixed(3)}, KL ${meta.selection.probes[0]?.kl.toFixed(4)}`,
+    );
+  } finally {
+    capture.close();
+    directions.close();
   }
 });

@@ -139,6 +139,16 @@ describe("model cache", () => {
       cache.acquire("models/none", "sha256:n"),
       (e: Error) => e instanceof ModelCacheError && /manifest.json is missing/.test(e.message),
     );
+    await publishModel(s, "models/gone", "g");
+    await s.delete("models/gone/model.safetensors");
+    await assert.rejects(
+      cache.acquire("models/gone", "sha256:g"),
+      (e: Error) =>
+        e instanceof ModelCacheError &&
+        /models\/gone\/model.safetensors is listed in the model's manifest but not in the store/.test(
+          e.message,
+        ),
+    );
     await publishModel(s, "models/big", "w".repeat(100));
     await assert.rejects(
       cache.acquire("models/big", "sha256:big"),

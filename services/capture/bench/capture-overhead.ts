@@ -8,6 +8,10 @@
  * calls StartCapture and follows WatchCapture until the job succeeded (artifact and manifest
  * in MinIO, KV record written).
  *
+ * Direct, engine loaded: the same with the engine loaded once beforehand (untimed), i.e. the
+ * capture work alone; service (warm) against it is the service's own overhead (prompt
+ * resolution, bus, KV, gRPC, S3 upload).
+ *
  * The first job of each is reported apart (cold: the service copies the model out of MinIO and
  * loads it; direct has just JIT-compiled nothing yet). Then `--reps` warm pairs, alternating;
  * every job uses a new split seed, so no job is answered from an earlier artifact. The service's
@@ -24,6 +28,7 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { convertGgufToHf } from "@abl/checkpoint";
 import { freePort, startNats, startS3 } from "@abl/e2e/servers";
+import { type Engine, type LoadedTokenizer, loadModel, loadTokenizer } from "@abl/engine";
 import {
   captureActivations,
   modelFolderDigest,
@@ -64,14 +69,17 @@ try {
   const set = presetContrastSet("agent-shell");
   const localStore = openStore(join(tmp, "direct-store"));
 
+  let preloaded: { engine: Engine; tokenizer: LoadedTokenizer } | undefined;
   async function direct(seed: number): Promise<number> {
     const t0 = performance.now();
+    const held = preloaded;
     const r = await captureActivations({
       store: localStore,
       modelDir,
       modelDigest: digest,
       set,
       splits: splitContrastSet(set, seed),
+      ...(held ? { builtin: async () => held } : {}),
     });
     if (r.cached) throw new Error(`direct seed ${seed} was answered from the store`);
     return (performance.now() - t0) / 1000;
@@ -159,11 +167,19 @@ try {
   console.error(`cold: direct ${coldDirect.toFixed(2)} s, service ${coldService.toFixed(2)} s`);
   const d: number[] = [];
   const s: number[] = [];
+  const p: number[] = [];
   for (let i = 0; i < reps; i++) {
     d.push(await direct(1 + i));
     s.push(await viaService(1 + i));
+    preloaded = { engine: await loadModel(modelDir), tokenizer: await loadTokenizer(modelDir) };
+    try {
+      p.push(await direct(100 + i));
+    } finally {
+      await preloaded.engine.dispose();
+      preloaded = undefined;
+    }
     console.error(
-      `warm rep ${i + 1}: direct ${d.at(-1)?.toFixed(2)} s, service ${s.at(-1)?.toFixed(2)} s`,
+      `warm rep ${i + 1}: direct ${d.at(-1)?.toFixed(2)} s, service ${s.at(-1)?.toFixed(2)} s, direct with the engine loaded ${p.at(-1)?.toFixed(2)} s`,
     );
   }
   client.close();
@@ -193,6 +209,9 @@ try {
         directMedian: round(md),
         serviceMedian: round(ms),
         ratio: round(ms / md),
+        directEngineLoadedSeconds: p.map(round),
+        directEngineLoadedMedian: round(median(p)),
+        serviceVsEngineLoadedRatio: round(ms / median(p)),
       },
       service: breakdowns.map((b) => ({
         seconds: b.seconds,
