@@ -53,6 +53,8 @@ export interface StepResult {
   readonly logits: Float32Array;
   /** `2 * layers` arrays `[B, kvHeads, S, headDim]`: the new positions' K and V. */
   readonly kv: readonly Float32Array[];
+  /** Milliseconds the graph ran (not counting any wait for another engine's run). */
+  readonly runMs: number;
 }
 
 /** Runs the model graph once. */
@@ -297,7 +299,6 @@ export class ContinuousBatch {
         keyPos[b * T + P + S - sb + i] = mb + i;
       }
     });
-    const started = performance.now();
     const out = await this.runStep({
       batch: B,
       seq: S,
@@ -311,7 +312,7 @@ export class ContinuousBatch {
     this.stats.prefillRuns++;
     this.stats.prefillTokens += s.reduce((a, x) => a + x, 0);
     this.stats.cachedTokens += m.reduce((a, x) => a + x, 0);
-    this.stats.prefillMs += performance.now() - started;
+    this.stats.prefillMs += out.runMs;
     const V = spec.vocabSize;
     const cache = this.options.prefixCache;
     group.forEach((g, b) => {
@@ -386,7 +387,6 @@ export class ContinuousBatch {
       for (let t = 0; t < seq.len; t++) keyPos[r * T + t] = t;
       keyPos[r * T + P] = seq.len;
     });
-    const started = performance.now();
     const out = await this.runStep({
       batch: B,
       seq: 1,
@@ -399,7 +399,7 @@ export class ContinuousBatch {
     });
     this.stats.decodeSteps++;
     this.stats.decodeRows += B;
-    this.stats.decodeMs += performance.now() - started;
+    this.stats.decodeMs += out.runMs;
     const V = spec.vocabSize;
     const done: Seq[] = [];
     rows.forEach((seq, r) => {

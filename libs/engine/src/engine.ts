@@ -366,12 +366,16 @@ class OrtEngine implements Engine {
     if (fetch.hidden) for (let i = 0; i <= spec.numLayers; i++) names.push(GraphNames.hidden(i));
     if (fetch.hiddenAt)
       for (let i = 0; i <= spec.numLayers; i++) names.push(GraphNames.hiddenAt(i));
-    return exclusive(() => this.session.run(feeds, names));
+    return exclusive(async () => {
+      const started = performance.now();
+      const out = await this.session.run(feeds, names);
+      return { out, ms: performance.now() - started };
+    });
   }
 
   /** One generation step for {@link ContinuousBatch}: logits at one position per row, new K/V. */
   private readonly runStep: RunStep = async (req) => {
-    const out = await this.run(
+    const { out, ms } = await this.run(
       { ...req, logitsPerRow: 1 },
       { logits: true, kv: true, hidden: false },
     );
@@ -381,7 +385,7 @@ class OrtEngine implements Engine {
         out[GraphNames.presentKey(l)]?.data as Float32Array,
         out[GraphNames.presentValue(l)]?.data as Float32Array,
       );
-    return { logits: out[GraphNames.logits]?.data as Float32Array, kv };
+    return { logits: out[GraphNames.logits]?.data as Float32Array, kv, runMs: ms };
   };
 
   createBatch(opts: {
@@ -445,7 +449,7 @@ class OrtEngine implements Engine {
     const { B, S, ids, positions, keyPos, offsets } = this.pack(prompts, opts.padding ?? "right");
     const logitsIndex = new BigInt64Array(B * S);
     for (let i = 0; i < B * S; i++) logitsIndex[i] = BigInt(i % S);
-    const out = await this.run(
+    const { out } = await this.run(
       {
         batch: B,
         seq: S,
@@ -521,7 +525,7 @@ class OrtEngine implements Engine {
       spans.forEach((sp, b) => {
         for (let k = 0; k < K; k++) at[b * K + k] = BigInt(sp.from + Math.min(k, sp.count - 1));
       });
-      const out = await this.run(
+      const { out } = await this.run(
         {
           batch: B,
           seq: S,

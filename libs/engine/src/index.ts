@@ -8,10 +8,21 @@ export {
   MAX_CHAT_TEMPLATE_CHARS,
 } from "./chat-template.ts";
 export {
+  type BatchStats,
+  ContinuousBatch,
+  type FinishedSequence,
+  KV_SLOT_CHUNK,
+  MAX_PREFILL_BATCH_TOKENS,
+  type SequenceRequest,
+  type SequenceToken,
+  SOLO_PREFILL_TOKENS,
+} from "./continuous-batch.ts";
+export {
   type CapturedResidual,
   type CaptureOptions,
   type CapturePositions,
   type CaptureResult,
+  DEFAULT_PREFIX_CACHE_BYTES,
   drain,
   type Engine,
   type EngineProgress,
@@ -44,6 +55,12 @@ export {
   type OpenAIServerOptions,
   type ServedModel,
 } from "./openai-server.ts";
+export {
+  commonPrefix,
+  MIN_PREFIX_HIT_TOKENS,
+  PrefixCache,
+  type PrefixCacheStats,
+} from "./prefix-cache.ts";
 export { createRng, type SamplingOptions, type TokenLogprob } from "./sampling.ts";
 export {
   type ChatEncoding,
