@@ -131,7 +131,6 @@ export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer
               last = now;
               delivery.working();
               const total = counts.refuse + counts.comply;
-              if (captured > 0) timings.publishSeconds = (performance.now() - captured) / 1000;
               const done =
                 e.type === "filter" ? 0 : (e.bucket === "comply" ? counts.refuse : 0) + e.done;
               const message =
@@ -151,6 +150,8 @@ export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer
         } finally {
           model.release();
         }
+        // Writing the artifact (safetensors encoding, S3 upload, manifest) after the last batch.
+        if (captured > 0) timings.publishSeconds = (performance.now() - captured) / 1000;
         const total = counts.refuse + counts.comply;
         await writing;
         if (result.key !== job.stepKey)
