@@ -106,6 +106,12 @@ export interface ContinuousBatchOptions {
   readonly decode?: ((ids: readonly number[]) => string) | undefined;
   /** Reuse and fill this prefix cache; undefined = no prefix caching. */
   readonly prefixCache?: PrefixCache | undefined;
+  /**
+   * Prompts of at least {@link SOLO_PREFILL_TOKENS} are prefilled in blocks of this many
+   * positions, cache hits being whole blocks (the cache's `block`), so results do not depend on
+   * what was cached.
+   */
+  readonly blockTokens: number;
 }
 
 /** Counters of one batch, for metrics and benchmarks. */
@@ -234,7 +240,7 @@ export class ContinuousBatch {
       const p = seq.req.prompt;
       // Looked up one by one: a prompt prefilled just before may already share this one's prefix.
       const hit = cache?.lookup(p, p.length - 1);
-      if (hit || p.length >= SOLO_PREFILL_TOKENS) await this.prefill([{ seq, hit }]);
+      if (hit || p.length >= SOLO_PREFILL_TOKENS) await this.prefillBlocks(seq, hit);
       else short.push({ seq, hit: undefined });
     }
     short.sort((a, b) => a.seq.req.prompt.length - b.seq.req.prompt.length);
@@ -248,6 +254,110 @@ export class ContinuousBatch {
       group.push(item);
     }
     if (group.length > 0) await this.prefill(group);
+  }
+
+  /**
+   * Prefills one prompt block by block from its cached prefix (a whole number of blocks), each
+   * block attending to the K/V of everything before it; the last block's logits give the first
+   * token. The same blocks are run whether or not a prefix was cached.
+   */
+  private async prefillBlocks(seq: Seq, hit: PrefixHit | undefined): Promise<void> {
+    const { spec } = this;
+    const KV = spec.numKvHeads;
+    const hd = spec.headDim;
+    const prompt = seq.req.prompt;
+    const n = prompt.length;
+    const m = hit?.length ?? 0;
+    const C = this.options.blockTokens;
+    // The prompt's K/V as it is computed, `[KV, n, hd]` per layer (the cache's entry layout).
+    const acc = Array.from({ length: this.kv.arrays }, () => new Float32Array(KV * n * hd));
+    if (hit)
+      for (let a = 0; a < this.kv.arrays; a++)
+        copySlots(
+          hit.entry.kv[a] as Float32Array,
+          0,
+          hit.entry.tokens.length,
+          0,
+          m,
+          acc[a] as Float32Array,
+          0,
+          n,
+          0,
+          KV,
+          hd,
+        );
+    let logits: Float32Array = new Float32Array(0);
+    for (let start = m; start < n; start += C) {
+      const S = Math.min(C, n - start);
+      const pastKv = acc.map((a) => {
+        const past = new Float32Array(KV * start * hd);
+        copySlots(a, 0, n, 0, start, past, 0, start, 0, KV, hd);
+        return past;
+      });
+      const ids = new BigInt64Array(S);
+      const positions = new BigInt64Array(S);
+      const keyPos = new Int32Array(start + S);
+      for (let t = 0; t < start + S; t++) keyPos[t] = t;
+      for (let i = 0; i < S; i++) {
+        ids[i] = BigInt(prompt[start + i] as number);
+        positions[i] = BigInt(start + i);
+      }
+      const out = await this.runStep({
+        batch: 1,
+        seq: S,
+        ids,
+        positions,
+        keyPos,
+        past: start,
+        pastKv,
+        logitsIndex: new BigInt64Array([BigInt(S - 1)]),
+      });
+      for (let a = 0; a < this.kv.arrays; a++)
+        copySlots(
+          out.kv[a] as Float32Array,
+          0,
+          S,
+          0,
+          S,
+          acc[a] as Float32Array,
+          0,
+          n,
+          start,
+          KV,
+          hd,
+        );
+      logits = out.logits;
+      this.stats.prefillRuns++;
+      this.stats.prefillMs += out.runMs;
+    }
+    this.stats.prefillTokens += n - m;
+    this.stats.cachedTokens += m;
+    this.options.prefixCache?.insert(prompt, (kv) => {
+      for (let a = 0; a < this.kv.arrays; a++) (kv[a] as Float32Array).set(acc[a] as Float32Array);
+    });
+    seq.len = n;
+    this.accept(seq, logits.subarray(0, spec.vocabSize));
+    if (seq.finish !== undefined) {
+      this.finish(seq);
+      return;
+    }
+    this.rows.push(seq);
+    this.kv.ensure(this.rows, Math.max(...this.rows.map((r) => r.len)) + 1);
+    seq.row = this.rows.length - 1;
+    for (let a = 0; a < this.kv.arrays; a++)
+      copySlots(
+        acc[a] as Float32Array,
+        0,
+        n,
+        0,
+        n,
+        this.kv.data[a] as Float32Array,
+        this.kv.rowBase(seq.row),
+        this.kv.slots,
+        0,
+        KV,
+        hd,
+      );
   }
 
   /** Prefills a group: cached prefixes left-padded as the past, suffixes left-padded after it. */

@@ -17,7 +17,7 @@ import {
   type WeightSource,
 } from "./model-graph.ts";
 import { encodeOnnxModel } from "./onnx-proto.ts";
-import { PrefixCache, type PrefixCacheStats } from "./prefix-cache.ts";
+import { PREFIX_BLOCK_TOKENS, PrefixCache, type PrefixCacheStats } from "./prefix-cache.ts";
 import { type SamplingOptions, type TokenLogprob, validateSampling } from "./sampling.ts";
 import { type LoadedTokenizer, loadTokenizer } from "./tokenizer.ts";
 
@@ -63,9 +63,14 @@ export interface LoadModelOptions {
   /**
    * Bytes of K/V kept for reuse by later requests that share a token prefix (default
    * {@link DEFAULT_PREFIX_CACHE_BYTES}; 0 turns prefix caching off). Outputs are the same either
-   * way, within float rounding.
+   * way.
    */
   readonly prefixCacheBytes?: number;
+  /**
+   * Prompts are prefilled in blocks of this many positions and prefix-cache hits are whole
+   * blocks (default {@link PREFIX_BLOCK_TOKENS}), so outputs do not depend on the cache's state.
+   */
+  readonly prefixBlockTokens?: number;
   /** Let idle onnxruntime threads spin (faster on a dedicated machine; default false). */
   readonly spinThreads?: boolean;
   /**
@@ -253,6 +258,16 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     throw new ModelLoadError(
       `prefixCacheBytes must be a byte count >= 0, got ${opts.prefixCacheBytes}`,
     );
+  let cache: PrefixCache;
+  try {
+    cache = new PrefixCache(
+      { layers: spec.numLayers, kvHeads: spec.numKvHeads, headDim: spec.headDim },
+      opts.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES,
+      opts.prefixBlockTokens ?? PREFIX_BLOCK_TOKENS,
+    );
+  } catch (err) {
+    throw new ModelLoadError((err as Error).message, { cause: err });
+  }
   const session = await ort.InferenceSession.create(bytes, {
     executionProviders: [...(opts.executionProviders ?? ["cpu"])],
     intraOpNumThreads: threads,
@@ -268,10 +283,6 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     () => false,
   );
   const tokenizer = hasTokenizer ? await loadTokenizer(dir) : undefined;
-  const cache = new PrefixCache(
-    { layers: spec.numLayers, kvHeads: spec.numKvHeads, headDim: spec.headDim },
-    opts.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES,
-  );
   return new OrtEngine(spec, dir, maxPositions, session, tokenizer, cache);
 }
 
@@ -397,6 +408,7 @@ class OrtEngine implements Engine {
       stopTokenIds: opts.stopTokenIds,
       decode: opts.decode,
       prefixCache: opts.prefixCache === false ? undefined : this.cache,
+      blockTokens: this.cache.block,
     });
   }
 

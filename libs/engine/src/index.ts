@@ -57,7 +57,7 @@ export {
 } from "./openai-server.ts";
 export {
   commonPrefix,
-  MIN_PREFIX_HIT_TOKENS,
+  PREFIX_BLOCK_TOKENS,
   PrefixCache,
   type PrefixCacheStats,
 } from "./prefix-cache.ts";

@@ -9,6 +9,8 @@ import { type Engine, loadModel } from "./engine.ts";
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "golden");
 /** The brief's tolerance: max |a - b| within 1e-4 of the largest |b|. */
 const REL_TOL = 1e-4;
+/** Prefill block (and cache hit granularity), small so the test prompts span several. */
+const BLOCK = 16;
 /** Longer than the fixtures' configs so slot capacity grows and shrinks (RoPE tables extend). */
 const MAX_POSITIONS = 512;
 
@@ -92,15 +94,19 @@ for (const name of ["llama3", "qwen2", "mistral"] as const) {
     let plain: Engine;
     before(async () => {
       const dir = join(FIXTURES, name);
-      cached = await loadModel(dir, { maxPositions: MAX_POSITIONS });
-      plain = await loadModel(dir, { maxPositions: MAX_POSITIONS, prefixCacheBytes: 0 });
+      cached = await loadModel(dir, { maxPositions: MAX_POSITIONS, prefixBlockTokens: BLOCK });
+      plain = await loadModel(dir, {
+        maxPositions: MAX_POSITIONS,
+        prefixBlockTokens: BLOCK,
+        prefixCacheBytes: 0,
+      });
     });
     after(async () => {
       await cached.dispose();
       await plain.dispose();
     });
 
-    it("greedy tokens and logits with the prefix cache equal those without it", async () => {
+    it("greedy tokens and logits with the prefix cache are bitwise those without it", async () => {
       const system = ids(90, 7);
       const turn1 = [system.concat(ids(20, 11)), system.concat(ids(35, 12))];
       const stop = { stopTokenIds: new Set<number>() };
@@ -113,6 +119,13 @@ for (const name of ["llama3", "qwen2", "mistral"] as const) {
       const batch = cached.createBatch(stop);
       const got = await runBatch(batch, prompts, maxTokens, [0, 0, 1, 1, 2]);
       assertSame(got, want, "cache on vs off");
+      // Bitwise: the same blocks are computed either way, so reruns give the same numbers
+      // whatever the cache held (a resumed sweep reproduces its refusal/KL report exactly).
+      got.forEach((g, i) => {
+        g.logits.forEach((l, t) => {
+          assert.deepEqual(l, (want[i] as Run).logits[t], `prompt ${i} token ${t} logits bitwise`);
+        });
+      });
       // The cache was used: the shared system prompt, then each turn's whole history.
       assert.ok(
         batch.stats.cachedTokens >= system.length + 2 * (turn1[0] as number[]).length,

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { EngineRequestError } from "./errors.ts";
-import { commonPrefix, MIN_PREFIX_HIT_TOKENS, PrefixCache } from "./prefix-cache.ts";
+import { commonPrefix, PrefixCache } from "./prefix-cache.ts";
 
 const layout = { layers: 2, kvHeads: 1, headDim: 2 };
+/** Hits are whole blocks of this many positions. */
+const BLOCK = 5;
 /** 2 layers × K,V × 1 head × 2 dims × 4 bytes */
 const BYTES_PER_TOKEN = 32;
 
@@ -17,20 +19,20 @@ const fillWith = (tokens: readonly number[]) => (kv: Float32Array[]) => {
 };
 
 describe("PrefixCache", () => {
-  it("finds the longest common prefix, capped by the caller's limit", () => {
-    const c = new PrefixCache(layout, 1 << 20);
+  it("finds the longest common prefix in whole blocks, capped by the caller's limit", () => {
+    const c = new PrefixCache(layout, 1 << 20, BLOCK);
     const a = range(100, 40);
     const b = [...range(100, 20), ...range(500, 30)];
     c.insert(a, fillWith(a));
     c.insert(b, fillWith(b));
-    const q = [...range(100, 30), 7];
+    const q = [...range(100, 32), 7];
     const hit = c.lookup(q, q.length - 1);
-    assert.equal(hit?.length, 30);
+    assert.equal(hit?.length, 30, "32 shared positions are 6 whole blocks");
     assert.deepEqual(Array.from(hit?.entry.tokens ?? []), a);
     assert.equal(hit?.entry.kv[3]?.[2 * 29], 129);
-    assert.equal(c.lookup(a, 25)?.length, 25);
-    // Shorter than the minimum worth reusing: no hit.
-    assert.equal(c.lookup([...range(100, MIN_PREFIX_HIT_TOKENS - 1), 1], 99), undefined);
+    assert.equal(c.lookup(a, 27)?.length, 25);
+    // Less than one block shared: no hit.
+    assert.equal(c.lookup([...range(100, BLOCK - 1), 1], 99), undefined);
     const s = c.stats();
     assert.equal(s.entries, 2);
     assert.equal(s.bytes, (40 + 50) * BYTES_PER_TOKEN);
@@ -38,7 +40,7 @@ describe("PrefixCache", () => {
   });
 
   it("drops entries the new one extends and skips sequences already covered", () => {
-    const c = new PrefixCache(layout, 1 << 20);
+    const c = new PrefixCache(layout, 1 << 20, BLOCK);
     const turn1 = range(1, 30);
     const turn2 = [...turn1, ...range(900, 20)];
     c.insert(turn1, fillWith(turn1));
@@ -53,7 +55,7 @@ describe("PrefixCache", () => {
   });
 
   it("evicts the least recently used entries to stay within its byte limit", () => {
-    const c = new PrefixCache(layout, 100 * BYTES_PER_TOKEN);
+    const c = new PrefixCache(layout, 100 * BYTES_PER_TOKEN, BLOCK);
     const x = range(1000, 40);
     const y = range(2000, 40);
     const z = range(3000, 40);

@@ -42,10 +42,13 @@ export interface PrefixCacheStats {
 }
 
 /**
- * Shortest match worth reusing: below this the copy and bookkeeping cost more than prefilling
- * the tokens again (a 16-token prefill is a few milliseconds).
+ * Default block size: hits are whole blocks of this many positions, and prompts are prefilled
+ * block by block whether or not anything is cached, so a position's K/V and logits come out of
+ * the same computation either way (bitwise, not just within rounding: reruns of an evaluation
+ * give the same numbers whatever the cache held). 128 keeps the matrix products wide enough to
+ * be efficient and loses at most 127 reusable positions per hit.
  */
-export const MIN_PREFIX_HIT_TOKENS = 16;
+export const PREFIX_BLOCK_TOKENS = 128;
 
 /** Longest common prefix of two token sequences. */
 export function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -69,9 +72,13 @@ export class PrefixCache {
     readonly layout: KvLayout,
     /** Most bytes of K/V held; 0 turns the cache off. */
     readonly maxBytes: number,
+    /** Hits are multiples of this many positions ({@link PREFIX_BLOCK_TOKENS}). */
+    readonly block: number = PREFIX_BLOCK_TOKENS,
   ) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
       throw new EngineRequestError(`prefix cache size must be a byte count >= 0, got ${maxBytes}`);
+    if (!Number.isInteger(block) || block < 1)
+      throw new EngineRequestError(`prefix block must be a positive integer, got ${block}`);
   }
 
   /** Bytes one cached token takes (K and V of every layer). */
@@ -82,8 +89,8 @@ export class PrefixCache {
 
   /**
    * The entry sharing the longest prefix with `tokens`, at most `limit` positions of it (callers
-   * pass `tokens.length - 1` so at least one token is run and yields logits). Undefined below
-   * {@link MIN_PREFIX_HIT_TOKENS}.
+   * pass `tokens.length - 1` so at least one token is run and yields logits), rounded down to
+   * whole blocks. Undefined below one block.
    */
   lookup(tokens: readonly number[], limit: number): PrefixHit | undefined {
     if (this.maxBytes === 0) return undefined;
@@ -91,9 +98,9 @@ export class PrefixCache {
     this.lookupTokens += tokens.length;
     let best: PrefixHit | undefined;
     for (const entry of this.entries) {
-      const length = Math.min(commonPrefix(entry.tokens, tokens), limit);
-      if (length >= MIN_PREFIX_HIT_TOKENS && (!best || length > best.length))
-        best = { entry, length };
+      const common = Math.min(commonPrefix(entry.tokens, tokens), limit);
+      const length = Math.floor(common / this.block) * this.block;
+      if (length > 0 && (!best || length > best.length)) best = { entry, length };
     }
     if (best) {
       best.entry.lastUsed = ++this.clock;
@@ -111,7 +118,7 @@ export class PrefixCache {
   insert(tokens: readonly number[], fill: (kv: Float32Array[]) => void): void {
     const n = tokens.length;
     const size = n * this.bytesPerToken;
-    if (this.maxBytes === 0 || n < MIN_PREFIX_HIT_TOKENS || size > this.maxBytes) return;
+    if (this.maxBytes === 0 || n < this.block || size > this.maxBytes) return;
     for (let i = this.entries.length - 1; i >= 0; i--) {
       const e = this.entries[i] as PrefixEntry;
       const common = commonPrefix(e.tokens, tokens);
