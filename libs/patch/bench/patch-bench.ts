@@ -6,8 +6,13 @@
  *
  * Runs warm: the input is read once before timing so every tool starts from the page cache
  * (see ../shared/reference/machine.md). Everything lives under a temp folder that is deleted at
- * the end. Flags: --layers N (default 36, the real depth; fewer for a quick run), --keep,
- * --no-s3 (skip the MinIO run).
+ * the end. Flags: --layers N (default 36, the real depth; fewer for a quick run), --reps N
+ * (default 3: the local tools run in turns, N times each, and the table shows medians, because
+ * page-cache writes on these VMs vary run to run by up to 2×), --keep, --no-s3 (skip MinIO).
+ *
+ * Besides `cp -r`, the table has `cp -r + sha256`: the copy followed by `openssl dgst -sha256` of
+ * the copied shards, the least any tool pays that, like `abl patch`, records the sha256 of every
+ * file it writes.
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -190,9 +195,13 @@ async function main(): Promise<void> {
       layers: { type: "string" },
       keep: { type: "boolean" },
       "no-s3": { type: "boolean" },
+      reps: { type: "string" },
     },
   });
   const layers = Number(values.layers ?? 36);
+  const reps = Number(values.reps ?? 3);
+  if (!Number.isInteger(reps) || reps < 1)
+    throw new Error(`--reps must be ≥ 1, got ${values.reps}`);
   const work = await mkdtemp(join(tmpdir(), "abl-patch-bench-"));
   const model = join(work, "model");
   const direction = join(work, "direction.f32");
@@ -201,6 +210,8 @@ async function main(): Promise<void> {
     rows.push(r);
     log(`RESULT ${r.tool}: ${r.wall.toFixed(2)} s, peak RSS ${r.rss ?? "?"} MiB, ${r.note}`);
   };
+  /** Time for freed page-cache pages to settle between runs (see the header comment). */
+  const settle = () => new Promise((r) => setTimeout(r, 3000));
   let s3:
     | { stop(): Promise<void>; endpoint: string; accessKey: string; secretKey: string }
     | undefined;
@@ -216,10 +227,6 @@ async function main(): Promise<void> {
     await warm(model);
 
     const out = (name: string) => join(work, name);
-    const cp = await timed("cp", ["-r", model, out("cp")]);
-    record({ tool: "cp -r", wall: cp.wall, rss: cp.peakRssMiB, note: "page cache, no sync" });
-    await rm(out("cp"), { recursive: true });
-
     const abl = [
       "--import",
       "tsx",
@@ -229,15 +236,39 @@ async function main(): Promise<void> {
       direction,
       "--json",
     ];
-    const local = await timed(process.execPath, [...abl, "--model", model, "--out", out("abl")]);
-    const lj = JSON.parse(local.stdout.trim().split("\n").pop()!);
-    record({
-      tool: "abl patch dir→dir",
-      wall: local.wall,
-      rss: local.peakRssMiB ?? lj.peak_rss_mib,
-      note: `inner ${lj.wall_s} s, leakage ≤ ${lj.max_leakage.toExponential(1)}`,
-    });
-    await rm(out("abl"), { recursive: true });
+    const shards = (await readdir(model)).filter((f) => f.endsWith(".safetensors"));
+    for (let rep = 0; rep < reps; rep++) {
+      const cp = await timed("cp", ["-r", model, out("cp")]);
+      record({ tool: "cp -r", wall: cp.wall, rss: cp.peakRssMiB, note: "page cache, no sync" });
+      await rm(out("cp"), { recursive: true });
+      await settle();
+
+      const hashed = await timed("sh", [
+        "-c",
+        `cp -r "$0" "$1" && cd "$1" && openssl dgst -sha256 ${shards.join(" ")} > /dev/null`,
+        model,
+        out("cp"),
+      ]);
+      record({
+        tool: "cp -r + sha256",
+        wall: hashed.wall,
+        rss: hashed.peakRssMiB,
+        note: "cp, then openssl sha256 of the shards",
+      });
+      await rm(out("cp"), { recursive: true });
+      await settle();
+
+      const local = await timed(process.execPath, [...abl, "--model", model, "--out", out("abl")]);
+      const lj = JSON.parse(local.stdout.trim().split("\n").pop()!);
+      record({
+        tool: "abl patch dir→dir",
+        wall: local.wall,
+        rss: local.peakRssMiB ?? lj.peak_rss_mib,
+        note: `leakage ≤ ${lj.max_leakage.toExponential(1)}, writes ${(lj.bytes / 1e9).toFixed(2)} GB`,
+      });
+      await rm(out("abl"), { recursive: true });
+      await settle();
+    }
 
     let minio: typeof import("@abl/e2e/servers") | undefined;
     try {
@@ -295,33 +326,58 @@ async function main(): Promise<void> {
     }
 
     // torch last: it is the slowest, and a shared machine may cut a long run short.
-    for (const [label, env] of [
-      ["torch_patch.py", process.env],
-      ["torch_patch.py hugetlb=1", { ...process.env, GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" }],
-    ] as const) {
-      const r = await timed("python3", [BASELINE, model, direction, out("torch")], env);
-      const j = JSON.parse(r.stdout.trim().split("\n").pop()!);
-      record({
-        tool: label,
-        wall: r.wall,
-        rss: r.peakRssMiB ?? j.peak_rss_mib,
-        note: `inner ${j.wall_s} s, torch ${j.torch}`,
-      });
-      await rm(out("torch"), { recursive: true });
+    for (let rep = 0; rep < reps; rep++) {
+      for (const [label, env] of [
+        ["torch_patch.py", process.env],
+        ["torch_patch.py hugetlb=1", { ...process.env, GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" }],
+      ] as const) {
+        const r = await timed("python3", [BASELINE, model, direction, out("torch")], env);
+        const j = JSON.parse(r.stdout.trim().split("\n").pop()!);
+        record({
+          tool: label,
+          wall: r.wall,
+          rss: r.peakRssMiB ?? j.peak_rss_mib,
+          note: `torch ${j.torch}`,
+        });
+        await rm(out("torch"), { recursive: true });
+        await settle();
+      }
     }
 
-    const cpWall = rows[0]!.wall;
+    const median = (xs: number[]) => {
+      const v = [...xs].sort((a, b) => a - b);
+      const m = v.length >> 1;
+      return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+    };
+    const tools = [...new Set(rows.map((r) => r.tool))];
+    const summary = tools.map((tool) => {
+      const runs = rows.filter((r) => r.tool === tool);
+      const walls = runs.map((r) => r.wall);
+      const rss = runs.map((r) => r.rss).filter((x): x is number => x !== undefined);
+      return {
+        tool,
+        wall: median(walls),
+        range:
+          walls.length > 1
+            ? `${Math.min(...walls).toFixed(1)}–${Math.max(...walls).toFixed(1)}`
+            : "",
+        runs: walls.length,
+        rss: rss.length ? Math.max(...rss) : undefined,
+        note: runs[runs.length - 1]!.note,
+      };
+    });
+    const cpWall = summary.find((r) => r.tool === "cp -r")!.wall;
     const bestTorch = Math.min(
-      ...rows.filter((r) => r.tool.startsWith("torch")).map((r) => r.wall),
+      ...summary.filter((r) => r.tool.startsWith("torch")).map((r) => r.wall),
     );
     console.log(
-      `\npatch benchmark: ${(size / 1e9).toFixed(3)} GB, ${layers} layers, warm page cache, shared 2-vCPU VM\n`,
+      `\npatch benchmark: ${(size / 1e9).toFixed(3)} GB, ${layers} layers, warm page cache, 2-vCPU VM, medians of ${reps} turns\n`,
     );
-    console.log("| tool | seconds | × cp | × best torch | peak RSS MiB | note |");
-    console.log("|---|---:|---:|---:|---:|---|");
-    for (const r of rows) {
+    console.log("| tool | median s | range s | × cp | × best torch | peak RSS MiB | note |");
+    console.log("|---|---:|---:|---:|---:|---:|---|");
+    for (const r of summary) {
       console.log(
-        `| ${r.tool} | ${r.wall.toFixed(2)} | ${(r.wall / cpWall).toFixed(2)} | ${(r.wall / bestTorch).toFixed(2)} | ${r.rss ?? "?"} | ${r.note} |`,
+        `| ${r.tool} | ${r.wall.toFixed(2)} | ${r.range} | ${(r.wall / cpWall).toFixed(2)} | ${(r.wall / bestTorch).toFixed(2)} | ${r.rss ?? "?"} | ${r.note} |`,
       );
     }
   } finally {

@@ -10,7 +10,7 @@ import {
   type TensorInfo,
   type TensorSpec,
 } from "@abl/tensor";
-import { DEFAULT_RING_BYTES, hashedSink, OrderedWrites, PatchRuntime } from "./edit-pipeline.ts";
+import { DEFAULT_RING_BYTES, OrderedWrites, PatchRuntime } from "./edit-pipeline.ts";
 import type { EditStats } from "./kernels.ts";
 import type { OutputFolder } from "./output.ts";
 import type { EditOp, PatchPlan } from "./plan.ts";
@@ -212,9 +212,9 @@ export async function* patchCheckpoint(
       try {
         // The output size is known up front (same tensors, maybe lm_head): object stores want it.
         const outSize = encodeSafetensorsHeader(specs, shard.header.metadata).fileSize;
-        const sink = hashedSink(await out.file(shard.file, outSize, signal), hash);
+        const sink = await out.file(shard.file, outSize, signal);
         writer = await createSafetensorsWriter(sink, specs, shard.header.metadata, signal);
-        writes = new OrderedWrites(writer, runtime.ring);
+        writes = new OrderedWrites(writer, hash, runtime.ring);
         const tensors = shard.header.tensors;
         for (let i = 0; i < tensors.length && !writes.failed; ) {
           const t = tensors[i]!;
@@ -245,7 +245,6 @@ export async function* patchCheckpoint(
           bytesDone += extra.byteLength;
         }
         await writes.drain();
-        await sink.hashed();
         for (const p of pending) tensorReports.push(report(p.t, p.op, await p.stats, plan.method));
         await writer.finish();
       } catch (err) {

@@ -9,6 +9,11 @@ import { basename, dirname, join } from "node:path";
 export interface ByteSink {
   readonly name: string;
   write(chunk: Uint8Array, signal?: AbortSignal): Promise<void>;
+  /**
+   * Random-access sinks (local files) also write `chunk` at byte `position`; such writes may run
+   * concurrently with each other (not with `write`). The caller makes the ranges cover the file.
+   */
+  writeAt?(chunk: Uint8Array, position: number, signal?: AbortSignal): Promise<void>;
   /** Bytes written so far. */
   readonly written: number;
   commit(): Promise<void>;

@@ -61,6 +61,12 @@ export interface SafetensorsWriter {
   readonly header: EncodedHeader;
   /** Appends bytes of the current tensor (moves to the next when one is complete). */
   write(chunk: Uint8Array, signal?: AbortSignal): Promise<void>;
+  /**
+   * Present when the sink writes at positions: claims the next `length` data bytes (as `write`
+   * would append them) and returns the function that writes them there, once. Claimed writes
+   * may run concurrently; `finish` fails while one is unfinished.
+   */
+  claim?(length: number): (chunk: Uint8Array, signal?: AbortSignal) => Promise<void>;
   finish(): Promise<void>;
   abort(): Promise<void>;
 }
@@ -81,19 +87,47 @@ export async function createSafetensorsWriter(
   }
   const expectedData = header.fileSize - header.bytes.byteLength;
   let data = 0;
+  let open = 0;
+  const room = (n: number) => {
+    if (data + n > expectedData) {
+      throw new SafetensorsError(
+        `writing ${n} more bytes would exceed the ${expectedData} data bytes the header declares`,
+        { source: sink.name },
+      );
+    }
+  };
+  const writeAt = sink.writeAt?.bind(sink);
   return {
     header,
     async write(chunk, sig) {
-      if (data + chunk.byteLength > expectedData) {
-        throw new SafetensorsError(
-          `writing ${chunk.byteLength} more bytes would exceed the ${expectedData} data bytes the header declares`,
-          { source: sink.name },
-        );
-      }
+      room(chunk.byteLength);
       await sink.write(chunk, sig);
       data += chunk.byteLength;
     },
+    ...(writeAt && {
+      claim(length: number) {
+        room(length);
+        const position = header.bytes.byteLength + data;
+        data += length;
+        open++;
+        let used = false;
+        return async (chunk: Uint8Array, sig?: AbortSignal) => {
+          if (used || chunk.byteLength !== length)
+            throw new SafetensorsError(
+              `a claim of ${length} bytes at ${position} was written ${used ? "twice" : `with ${chunk.byteLength} bytes`}`,
+              { source: sink.name },
+            );
+          used = true;
+          await writeAt(chunk, position, sig);
+          open--;
+        };
+      },
+    }),
     async finish() {
+      if (open > 0) {
+        await sink.abort();
+        throw new SafetensorsError(`${open} claimed writes did not finish`, { source: sink.name });
+      }
       if (data !== expectedData) {
         await sink.abort();
         throw new SafetensorsError(`only ${data} of ${expectedData} data bytes were written`, {
