@@ -3,10 +3,15 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import type { ByteSink } from "./byte-sink.ts";
 import { memorySource } from "./byte-source.ts";
 import { SafetensorsError } from "./errors.ts";
 import { openSafetensors, readSafetensors } from "./safetensors-reader.ts";
-import { encodeSafetensorsHeader, writeSafetensors } from "./safetensors-writer.ts";
+import {
+  createSafetensorsWriter,
+  encodeSafetensorsHeader,
+  writeSafetensors,
+} from "./safetensors-writer.ts";
 import { encodeShardIndex, openShardedSafetensors } from "./shard-index.ts";
 
 let dir: string;
@@ -174,4 +179,41 @@ test("sharded folders: index and shards must agree", async () => {
   );
   await assert.rejects(openShardedSafetensors(ck), /not a plain .safetensors file name/);
   assert.ok((await readFile(join(ck, "model-00001-of-00002.safetensors"))).byteLength > 0);
+});
+
+test("claimed positional writes land in place, in any order; misuse is refused", async () => {
+  const file = new Uint8Array(1024);
+  let committed = false;
+  const sink: ByteSink = {
+    name: "<positional>",
+    written: 0,
+    async write(chunk) {
+      file.set(chunk, 0);
+    },
+    async writeAt(chunk, position) {
+      file.set(chunk, position);
+    },
+    async commit() {
+      committed = true;
+    },
+    async abort() {},
+  };
+  const specs = [
+    { name: "a", dtype: "U8" as const, shape: [4] },
+    { name: "b", dtype: "U8" as const, shape: [4] },
+  ];
+  const w = await createSafetensorsWriter(sink, specs);
+  const start = w.header.bytes.byteLength;
+  const first = w.claim!(4);
+  const second = w.claim!(4);
+  assert.throws(() => w.claim!(1), /exceed the 8 data bytes/);
+  await second(Uint8Array.of(5, 6, 7, 8));
+  await assert.rejects(w.finish(), /1 claimed writes did not finish/);
+  assert.equal(committed, false);
+  await assert.rejects(first(Uint8Array.of(1, 2)), /claim of 4 bytes .* with 2 bytes/);
+  await first(Uint8Array.of(1, 2, 3, 4));
+  await assert.rejects(first(Uint8Array.of(1, 2, 3, 4)), /written twice/);
+  assert.deepEqual([...file.subarray(start, start + 8)], [1, 2, 3, 4, 5, 6, 7, 8]);
+  const s = await openSafetensors(memorySource(file.subarray(0, w.header.fileSize)));
+  assert.deepEqual([...(await s.bytes("b"))], [5, 6, 7, 8]);
 });
