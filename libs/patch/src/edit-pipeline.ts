@@ -208,6 +208,28 @@ export class PatchRuntime {
     return this.workers.bytes.subarray(offset, offset + length);
   }
 
+  /**
+   * A ring block of `bytes + extra` bytes holding `bytes` read from `source` at `offset`; the
+   * block goes back to the ring if the read fails.
+   */
+  private async readBlock(
+    source: ByteSource,
+    offset: number,
+    bytes: number,
+    extra: number,
+    signal?: AbortSignal,
+  ): Promise<{ block: RingBlock; view: Uint8Array }> {
+    const block = await this.ring.alloc(extra > 0 ? up(bytes) + extra : bytes, signal);
+    const view = this.view(block.offset, bytes);
+    try {
+      await source.read(offset, bytes, view, signal);
+    } catch (err) {
+      this.ring.release(block);
+      throw err;
+    }
+    return { block, view };
+  }
+
   /** Copies `[offset, offset + length)` of `source` to the output untouched. */
   async copy(
     source: ByteSource,
@@ -220,14 +242,7 @@ export class PatchRuntime {
     for (let done = 0; done < length; ) {
       if (out.failed) break;
       const n = Math.min(chunkMax, length - done);
-      const block = await this.ring.alloc(n, signal);
-      const view = this.view(block.offset, n);
-      try {
-        await source.read(offset + done, n, view, signal);
-      } catch (err) {
-        this.ring.release(block);
-        throw err;
-      }
+      const { block, view } = await this.readBlock(source, offset + done, n, 0, signal);
       out.push(block, view, Promise.resolve(), signal);
       done += n;
     }
@@ -259,14 +274,13 @@ export class PatchRuntime {
         signal?.throwIfAborted();
         const count = Math.min(perChunk, rows - k);
         const bytes = count * rowBytes;
-        const block = await this.ring.alloc(up(bytes) + extra, signal);
-        const view = this.view(block.offset, bytes);
-        try {
-          await source.read(t.offset + k * rowBytes, bytes, view, signal);
-        } catch (err) {
-          this.ring.release(block);
-          throw err;
-        }
+        const { block, view } = await this.readBlock(
+          source,
+          t.offset + k * rowBytes,
+          bytes,
+          extra,
+          signal,
+        );
         const done = wasm
           ? this.rowsWasm(block.offset, up(bytes), count, op, lambda)
           : this.rowsJs(view, dtype, count, op, lambda);
@@ -285,14 +299,13 @@ export class PatchRuntime {
       signal?.throwIfAborted();
       const base = t.offset + s * sliceBytes;
       if (up(sliceBytes) + perBlockSums <= this.limit) {
-        const block = await this.ring.alloc(up(sliceBytes) + perBlockSums, signal);
-        const view = this.view(block.offset, sliceBytes);
-        try {
-          await source.read(base, sliceBytes, view, signal);
-        } catch (err) {
-          this.ring.release(block);
-          throw err;
-        }
+        const { block, view } = await this.readBlock(
+          source,
+          base,
+          sliceBytes,
+          perBlockSums,
+          signal,
+        );
         const done = wasm
           ? this.sliceWasm(block.offset, block.offset + up(sliceBytes), 0, h, n, op, lambda, true)
           : Promise.resolve(this.sliceJs(view, dtype, n, op, lambda));
@@ -361,14 +374,13 @@ export class PatchRuntime {
     for (let k = 0; k < h; k += perChunk) {
       signal?.throwIfAborted();
       const count = Math.min(perChunk, h - k);
-      const block = await this.ring.alloc(count * rowBytes, signal);
-      const view = this.view(block.offset, count * rowBytes);
-      try {
-        await source.read(base + k * rowBytes, count * rowBytes, view, signal);
-      } catch (err) {
-        this.ring.release(block);
-        throw err;
-      }
+      const { block, view } = await this.readBlock(
+        source,
+        base + k * rowBytes,
+        count * rowBytes,
+        0,
+        signal,
+      );
       let p: Promise<unknown>;
       if (wasm) p = this.apply(block.offset, k, count, n, op, this.fixedSums);
       else {

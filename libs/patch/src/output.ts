@@ -84,36 +84,29 @@ export async function createLocalOutput(
       open_.push(fh);
       let written = 0;
       let closed = false;
+      const putAt = async (chunk: Uint8Array, position: number, sig?: AbortSignal) => {
+        for (let done = 0; done < chunk.byteLength; ) {
+          sig?.throwIfAborted();
+          const { bytesWritten } = await fh.write(
+            chunk,
+            done,
+            Math.min(WRITE_PIECE_BYTES, chunk.byteLength - done),
+            position + done,
+          );
+          done += bytesWritten;
+        }
+      };
       return {
         name: join(dir, name),
         get written() {
           return written;
         },
         async write(chunk, sig) {
-          sig?.throwIfAborted();
-          let done = 0;
-          while (done < chunk.byteLength) {
-            const { bytesWritten } = await fh.write(
-              chunk,
-              done,
-              Math.min(WRITE_PIECE_BYTES, chunk.byteLength - done),
-              written + done,
-            );
-            done += bytesWritten;
-          }
-          written += done;
+          await putAt(chunk, written, sig);
+          written += chunk.byteLength;
         },
         async writeAt(chunk, position, sig) {
-          for (let done = 0; done < chunk.byteLength; ) {
-            sig?.throwIfAborted();
-            const { bytesWritten } = await fh.write(
-              chunk,
-              done,
-              Math.min(WRITE_PIECE_BYTES, chunk.byteLength - done),
-              position + done,
-            );
-            done += bytesWritten;
-          }
+          await putAt(chunk, position, sig);
           written += chunk.byteLength;
         },
         async commit() {
