@@ -162,9 +162,42 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
 
+  // Cold as a user meets it: a fresh `abl capture` process (node start and all), the same fresh
+  // start the service process had. The in-process direct run below reuses memory this bench
+  // process already touched (model upload, conversion), which a new process cannot.
+  async function directCli(seed: number): Promise<number> {
+    const t0 = performance.now();
+    const cli = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        join(ROOT, "cli/src/main.ts"),
+        "capture",
+        "--model",
+        modelDir,
+        "--model-digest",
+        digest,
+        "--set",
+        "agent-shell",
+        "--seed",
+        String(seed),
+        "--store",
+        join(tmp, "cli-store"),
+        "--json",
+      ],
+      { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] },
+    );
+    const code = await new Promise<number | null>((r) => cli.on("close", r));
+    if (code !== 0) throw new Error(`abl capture exited with ${code}`);
+    return (performance.now() - t0) / 1000;
+  }
+  const coldCli = await directCli(2000);
   const coldDirect = await direct(1000);
   const coldService = await viaService(1000);
-  console.error(`cold: direct ${coldDirect.toFixed(2)} s, service ${coldService.toFixed(2)} s`);
+  console.error(
+    `cold: abl capture process ${coldCli.toFixed(2)} s, direct in-process ${coldDirect.toFixed(2)} s, service ${coldService.toFixed(2)} s`,
+  );
   const d: number[] = [];
   const s: number[] = [];
   const p: number[] = [];
@@ -198,6 +231,8 @@ try {
       prompts: set.refuse.length + set.comply.length,
       reps,
       cold: {
+        cliSeconds: round(coldCli),
+        serviceVsCli: round(coldService / coldCli),
         directSeconds: round(coldDirect),
         serviceSeconds: round(coldService),
         ratio: round(coldService / coldDirect),
