@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createLocalEnvironment } from "./env-local.ts";
+import { createLocalEnvironment, sweepScratch } from "./env-local.ts";
 import type { Environment } from "./environment.ts";
 import { loadTask, type Task } from "./task.ts";
 import { TmuxSession } from "./tmux-session.ts";
@@ -123,4 +123,33 @@ describe("local sandbox", () => {
     await assert.rejects(e2.exec("true"), /not running/);
     assert.ok(!(await scratches()).includes(mine[0]!));
   });
+});
+
+test("scratch folders of killed runs are swept; live ones and other names are kept", async () => {
+  const root = await mkdtemp(join(tmpdir(), "abl-sweep-"));
+  try {
+    // A pid that surely is gone: a child that has exited.
+    const { spawnSync } = await import("node:child_process");
+    const dead = spawnSync("sh", ["-c", "echo $$"], { encoding: "utf8" }).stdout.trim();
+    for (const name of [
+      `abl-sb-${dead}-aaaaaa`,
+      `abl-sb-${process.ppid}-bbbbbb`,
+      `abl-sb-${process.pid}-cccccc`,
+      "abl-sb-notapid",
+      "other",
+    ])
+      await mkdir(join(root, name, "fs"), { recursive: true });
+    assert.equal(await sweepScratch(root), 1);
+    assert.deepEqual(
+      (await readdir(root)).sort(),
+      [
+        `abl-sb-${process.pid}-cccccc`,
+        `abl-sb-${process.ppid}-bbbbbb`,
+        "abl-sb-notapid",
+        "other",
+      ].sort(),
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });

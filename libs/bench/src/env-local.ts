@@ -23,6 +23,7 @@ import {
   mkdir,
   mkdtemp,
   open,
+  readdir,
   readFile,
   readlink,
   rm,
@@ -32,6 +33,7 @@ import {
 import { tmpdir } from "node:os";
 import { basename, join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { processAlive } from "@abl/store";
 import { type DockerStep, parseDockerfile } from "./dockerfile.ts";
 import type { Environment, ExecOptions, ExecResult } from "./environment.ts";
 import { EnvironmentError } from "./errors.ts";
@@ -97,6 +99,27 @@ function run(file: string, args: readonly string[], signal?: AbortSignal): Promi
       },
     );
   });
+}
+
+/** Scratch folders are `abl-sb-<pid>-<random>` under the scratch root. */
+const SCRATCH_PREFIX = "abl-sb-";
+
+/**
+ * Removes scratch folders whose process is gone (a run killed mid-trial cannot clean up after
+ * itself); folders of live processes, and names this code did not make, are left alone.
+ */
+export async function sweepScratch(root: string): Promise<number> {
+  let removed = 0;
+  const names = await readdir(root).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(SCRATCH_PREFIX)) continue;
+    const pid = Number(name.slice(SCRATCH_PREFIX.length).split("-")[0]);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    if (pid === process.pid || processAlive(pid)) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
 }
 
 /** Creates the local sandbox environment for one trial (started by `start`). */
@@ -212,7 +235,9 @@ export function createLocalEnvironment(
   }
 
   async function doStart(signal?: AbortSignal): Promise<void> {
-    scratch = await mkdtemp(join(options.scratchRoot ?? tmpdir(), "abl-sb-"));
+    const root = options.scratchRoot ?? tmpdir();
+    await sweepScratch(root);
+    scratch = await mkdtemp(join(root, `${SCRATCH_PREFIX}${process.pid}-`));
     await mkdir(join(scratch, "ctl", "xfer"), { recursive: true });
     const dockerfile = join(task.dir, "environment", "Dockerfile");
     let steps: DockerStep[] = [];

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { createArtifactWriter, type ObjectStore } from "@abl/store";
+import { createArtifactWriter, type ObjectStore, processAlive } from "@abl/store";
 import type { ByteSink } from "@abl/tensor";
 import { PatchError } from "./errors.ts";
 
@@ -28,15 +28,6 @@ export const WRITE_PIECE_BYTES = 1024 * 1024;
  * buffer); 4 MiB keeps the copies small next to the S3 client's 16 MiB part buffer.
  */
 export const STORE_CHUNK_BYTES = 4 * 1024 * 1024;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Options of {@link createLocalOutput}. */
 export interface LocalOutputOptions {
@@ -70,7 +61,7 @@ export async function createLocalOutput(
   for (const name of await readdir(parent)) {
     if (!name.startsWith(`.${base}${TEMP_MARK}`)) continue;
     const pid = Number(name.slice(`.${base}${TEMP_MARK}`.length).split("-")[0]);
-    if (Number.isInteger(pid) && pid !== process.pid && !pidAlive(pid))
+    if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid))
       await rm(join(parent, name), { recursive: true, force: true });
   }
   const tmp = join(parent, `.${base}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`);

@@ -24,6 +24,7 @@ import {
   IntegrityError,
   joinKey,
   type ObjectStore,
+  processAlive,
   readArtifact,
   validateKey,
 } from "@abl/store";
@@ -128,16 +129,6 @@ async function filesPresent(entry: string, marker: EntryMarker): Promise<boolean
   return true;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Moves a folder out of the way, then deletes it: a half-deleted entry never looks whole. */
 async function discard(path: string): Promise<void> {
   const trash = join(dirname(path), `${TRASH_PREFIX}${randomBytes(6).toString("hex")}`);
@@ -207,7 +198,7 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
         const fill = name.indexOf(FILL_INFIX);
         const pid = fill > 0 ? Number(name.slice(fill + FILL_INFIX.length).split("-")[0]) : NaN;
         // A fill folder of a live process (another service sharing the cache) is left alone.
-        if (name.startsWith(TRASH_PREFIX) || (fill > 0 && !pidAlive(pid)))
+        if (name.startsWith(TRASH_PREFIX) || (fill > 0 && !processAlive(pid)))
           await rm(join(dir, name), { recursive: true, force: true });
       }
     })();

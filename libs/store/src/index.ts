@@ -23,6 +23,7 @@ export {
 export { joinKey, MAX_KEY_BYTES, validateKey, validatePrefix } from "./keys.ts";
 export { createLocalStore, type LocalStoreOptions } from "./local-store.ts";
 export type { GetOptions, ObjectInfo, ObjectStore, PutOptions } from "./object-store.ts";
+export { processAlive } from "./process-alive.ts";
 export {
   createS3Store,
   MAX_PRESIGN_SECONDS,
