@@ -434,40 +434,42 @@ export class PatchRuntime {
     return [at(w), w === p - 1 ? n : at(w + 1)];
   }
 
-  private colsum(src: number, row0: number, count: number, n: number, op: EditOp, at: number) {
-    const s = this.sums(at, n);
-    const r32 = this.dirOffsets[op.directionRow]! + row0 * 4;
+  /** Runs `run(w, c0, c1)` on every worker whose column range is not empty. */
+  private perColumns(n: number, run: (w: number, c0: number, c1: number) => Promise<void>) {
     return Promise.all(
       Array.from({ length: this.workers.parallelism }, (_, w) => {
         const [c0, c1] = this.columns(n, w);
-        if (c0 >= c1) return undefined;
-        return this.workers.run(w, "colsum_bf16", [src, n, 0, count, c0, c1, r32, s.dot, s.norm]);
+        return c0 < c1 ? run(w, c0, c1) : undefined;
       }),
+    );
+  }
+
+  private colsum(src: number, row0: number, count: number, n: number, op: EditOp, at: number) {
+    const s = this.sums(at, n);
+    const r32 = this.dirOffsets[op.directionRow]! + row0 * 4;
+    return this.perColumns(n, (w, c0, c1) =>
+      this.workers.run(w, "colsum_bf16", [src, n, 0, count, c0, c1, r32, s.dot, s.norm]),
     );
   }
 
   private apply(src: number, row0: number, count: number, n: number, op: EditOp, at: number) {
     const s = this.sums(at, n);
     const r32 = this.dirOffsets[op.directionRow]! + row0 * 4;
-    return Promise.all(
-      Array.from({ length: this.workers.parallelism }, (_, w) => {
-        const [c0, c1] = this.columns(n, w);
-        if (c0 >= c1) return undefined;
-        return this.workers.run(w, "apply_bf16", [
-          src,
-          n,
-          0,
-          count,
-          c0,
-          c1,
-          r32,
-          s.coef,
-          s.scale,
-          s.dotAfter,
-          s.normAfter,
-          s.diff + w * 8,
-        ]);
-      }),
+    return this.perColumns(n, (w, c0, c1) =>
+      this.workers.run(w, "apply_bf16", [
+        src,
+        n,
+        0,
+        count,
+        c0,
+        c1,
+        r32,
+        s.coef,
+        s.scale,
+        s.dotAfter,
+        s.normAfter,
+        s.diff + w * 8,
+      ]),
     );
   }
 

@@ -29,11 +29,6 @@ export class Ring {
       throw new PatchError(`ring base ${base} and size ${size} must be multiples of ${ALIGN}`);
   }
 
-  /** Largest block `alloc` can ever return. */
-  get maxBlock(): number {
-    return this.size;
-  }
-
   /** A block of at least `bytes` bytes (rounded up to 64), contiguous in memory. */
   async alloc(bytes: number, signal?: AbortSignal): Promise<RingBlock> {
     const need = Math.ceil(bytes / ALIGN) * ALIGN;

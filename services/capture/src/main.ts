@@ -100,7 +100,8 @@ const consumer = consumeCaptureJobs({
   engines,
   launcher: createLocalWorkerLauncher({ python: env.ABL_PYTHON ?? "python3" }),
   signal: AbortSignal.any([svc.signal, controller.signal]),
-}); // The capture steps of sweeps the scheduler runs (queue abl.job.step-capture).
+});
+// The capture steps of sweeps the scheduler runs (queue abl.job.step-capture).
 const sweepSteps = startStepWorkers({
   bus,
   store,

@@ -83,7 +83,8 @@ const consumer = consumeDirectionsJobs({
     maxBytes: positiveInt("ABL_MODEL_CACHE_BYTES", DEFAULT_MODEL_CACHE_BYTES),
   }),
   signal: AbortSignal.any([svc.signal, controller.signal]),
-}); // The directions steps of sweeps the scheduler runs (queue abl.job.step-directions).
+});
+// The directions steps of sweeps the scheduler runs (queue abl.job.step-directions).
 const sweepSteps = startStepWorkers({
   bus,
   store,
