@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { readSafetensors } from "@abl/tensor";
@@ -85,3 +86,26 @@ for (const name of MODELS) {
     });
   });
 }
+
+describe("loading from files held in memory", () => {
+  it("reads nothing from the folder and computes what loading from disk computes", async () => {
+    const dir = join(FIXTURES, "qwen2");
+    const files = new Map<string, Uint8Array>();
+    for (const name of await readdir(dir))
+      if (name !== "golden.safetensors") files.set(name, await readFile(join(dir, name)));
+    const golden = await readGolden(dir);
+    const held = await loadModel(join(dir, "not-there"), { maxPositions: 128, files });
+    const disk = await loadModel(dir, { maxPositions: 128 });
+    try {
+      const [a, b] = [await held.forward(golden.ids), await disk.forward(golden.ids)];
+      a.forEach((r, i) => {
+        assert.deepEqual(r.logits, b[i]?.logits, `prompt ${i} logits`);
+        assert.deepEqual(r.hidden, b[i]?.hidden, `prompt ${i} hidden`);
+      });
+      assert.equal(held.tokenizer !== undefined, disk.tokenizer !== undefined);
+    } finally {
+      await held.dispose();
+      await disk.dispose();
+    }
+  });
+});

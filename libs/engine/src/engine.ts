@@ -1,6 +1,6 @@
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { openShardedSafetensors } from "@abl/tensor";
+import { type FolderBytes, openShardedSafetensors } from "@abl/tensor";
 import * as ort from "onnxruntime-node";
 import {
   ContinuousBatch,
@@ -79,6 +79,11 @@ export interface LoadModelOptions {
    */
   readonly executionProviders?: readonly string[];
   readonly signal?: AbortSignal;
+  /**
+   * The folder held in memory (a model just downloaded), every file by name: nothing is read
+   * from `dir`, which only names the model in messages. F32 weights are used without a copy.
+   */
+  readonly files?: FolderBytes;
 }
 
 /** Logits and residual stream of one prompt from {@link Engine.forward}. */
@@ -209,7 +214,12 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const cfgPath = join(dir, "config.json");
   let cfgText: string;
   try {
-    cfgText = await readFile(cfgPath, "utf8");
+    if (!opts.files) cfgText = await readFile(cfgPath, "utf8");
+    else {
+      const held = opts.files.get("config.json");
+      if (!held) throw new Error("config.json is not among the model's files");
+      cfgText = new TextDecoder().decode(held);
+    }
   } catch (err) {
     throw new ModelLoadError(`cannot read ${cfgPath}`, { cause: err });
   }
@@ -226,7 +236,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     throw new ModelLoadError(`maxPositions must be an integer >= 2, got ${maxPositions}`);
   const threads = opts.threads ?? DEFAULT_THREADS;
 
-  const st = await openShardedSafetensors(dir, opts.signal);
+  const st = await openShardedSafetensors(dir, opts.signal, opts.files);
   const weights = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   try {
     for (const [name, { info }] of st.tensors) {
@@ -278,11 +288,13 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     // shared 2-core machine: measured 2× slower prefill and decode with spinning under load.
     extra: { session: { intra_op: { allow_spinning: opts.spinThreads ? "1" : "0" } } },
   });
-  const hasTokenizer = await access(join(dir, "tokenizer.json")).then(
-    () => true,
-    () => false,
-  );
-  const tokenizer = hasTokenizer ? await loadTokenizer(dir) : undefined;
+  const hasTokenizer = opts.files
+    ? opts.files.has("tokenizer.json")
+    : await access(join(dir, "tokenizer.json")).then(
+        () => true,
+        () => false,
+      );
+  const tokenizer = hasTokenizer ? await loadTokenizer(dir, opts.files) : undefined;
   return new OrtEngine(spec, dir, maxPositions, session, tokenizer, cache);
 }
 

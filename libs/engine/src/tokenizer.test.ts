@@ -65,6 +65,29 @@ describe("loadTokenizer (golden ids from transformers)", () => {
     });
   }
 
+  it("loads the same tokenizer from files held in memory, reading nothing from the folder", async () => {
+    const dir = join(FIXTURES, "tiny-qwen2");
+    const files = new Map<string, Uint8Array>();
+    for (const name of ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"])
+      files.set(name, await readFile(join(dir, name)));
+    const [disk, held] = [
+      await loadTokenizer(dir),
+      await loadTokenizer(join(dir, "not-there"), files),
+    ];
+    const golden = JSON.parse(await readFile(join(dir, "expected.json"), "utf8")) as Golden;
+    for (const e of golden.encode) assert.deepEqual(held.encode(e.text), disk.encode(e.text));
+    const chat = golden.chat.find((c) => c.error === undefined);
+    assert.ok(chat);
+    assert.deepEqual(held.applyChatTemplate(chat.messages), disk.applyChatTemplate(chat.messages));
+    assert.equal(held.eosTokenId, disk.eosTokenId);
+    // The held folder is the whole folder: a file it lacks is missing, even when on disk.
+    files.delete("chat_template.jinja");
+    const bare = await loadTokenizer(dir, files);
+    assert.equal(bare.chatTemplate, undefined);
+    files.set("tokenizer.json", new TextEncoder().encode("{"));
+    await assert.rejects(loadTokenizer(join(dir, "not-there"), files), /not valid JSON/);
+  });
+
   it("fails clearly on a folder without tokenizer.json or with a broken one", async () => {
     const dir = await mkdtemp(join(tmpdir(), "abl-tok-"));
     try {

@@ -6,6 +6,7 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import type { FolderBytes } from "@abl/tensor";
 import { Tokenizer } from "@huggingface/tokenizers";
 import {
   type ChatMessage,
@@ -63,17 +64,46 @@ export interface LoadedTokenizer {
   readonly chatTemplate: ChatTemplate | undefined;
 }
 
-async function readJsonCapped(path: string, limit: number, required: boolean): Promise<unknown> {
+/** A file of the folder: from `memory` when given (the whole folder), else from the disk. */
+async function folderFile(
+  dir: string,
+  name: string,
+  limit: number,
+  memory: FolderBytes | undefined,
+): Promise<string | undefined> {
+  const path = join(dir, name);
   let size: number;
-  try {
-    size = (await stat(path)).size;
-  } catch (cause) {
-    if (!required && (cause as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new TokenizerLoadError(`cannot read ${path}: ${(cause as Error).message}`, { cause });
+  if (memory) {
+    const held = memory.get(name);
+    if (!held) return undefined;
+    size = held.byteLength;
+  } else {
+    try {
+      size = (await stat(path)).size;
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new TokenizerLoadError(`cannot read ${path}: ${(cause as Error).message}`, { cause });
+    }
   }
   if (size > limit)
     throw new TokenizerLoadError(`${path} is ${size} bytes, over the ${limit}-byte limit`);
-  const text = await readFile(path, "utf8");
+  const held = memory?.get(name);
+  return held ? new TextDecoder().decode(held) : await readFile(path, "utf8");
+}
+
+async function readJsonCapped(
+  dir: string,
+  name: string,
+  limit: number,
+  required: boolean,
+  memory: FolderBytes | undefined,
+): Promise<unknown> {
+  const path = join(dir, name);
+  const text = await folderFile(dir, name, limit, memory);
+  if (text === undefined) {
+    if (!required) return undefined;
+    throw new TokenizerLoadError(`cannot read ${path}: no such file`);
+  }
   try {
     return JSON.parse(text);
   } catch (cause) {
@@ -103,23 +133,18 @@ function templateSource(v: unknown): string | undefined {
   return undefined;
 }
 
-/** Loads the tokenizer and chat template of the HF checkpoint folder `dir`. */
-export async function loadTokenizer(dir: string): Promise<LoadedTokenizer> {
-  const tokenizerJson = await readJsonCapped(
-    join(dir, "tokenizer.json"),
-    MAX_TOKENIZER_JSON_BYTES,
-    true,
-  );
-  const config = ((await readJsonCapped(
-    join(dir, "tokenizer_config.json"),
-    MAX_TOKENIZER_CONFIG_BYTES,
-    false,
-  )) ?? {}) as Record<string, unknown>;
-  const generation = ((await readJsonCapped(
-    join(dir, "generation_config.json"),
-    MAX_TOKENIZER_CONFIG_BYTES,
-    false,
-  )) ?? {}) as Record<string, unknown>;
+/**
+ * Loads the tokenizer and chat template of the HF checkpoint folder `dir`, or of `memory` when
+ * given: the folder's files by name, held in memory (nothing is then read from the disk).
+ */
+export async function loadTokenizer(dir: string, memory?: FolderBytes): Promise<LoadedTokenizer> {
+  const json = (name: string, limit: number, required: boolean) =>
+    readJsonCapped(dir, name, limit, required, memory);
+  const tokenizerJson = await json("tokenizer.json", MAX_TOKENIZER_JSON_BYTES, true);
+  const config = ((await json("tokenizer_config.json", MAX_TOKENIZER_CONFIG_BYTES, false)) ??
+    {}) as Record<string, unknown>;
+  const generation = ((await json("generation_config.json", MAX_TOKENIZER_CONFIG_BYTES, false)) ??
+    {}) as Record<string, unknown>;
   if (!tokenizerJson || typeof tokenizerJson !== "object" || !("model" in tokenizerJson)) {
     throw new TokenizerLoadError(`${join(dir, "tokenizer.json")} has no "model" section`);
   }
@@ -149,17 +174,7 @@ export async function loadTokenizer(dir: string): Promise<LoadedTokenizer> {
 
   let source = templateSource(config.chat_template);
   if (source === undefined) {
-    const jinja = join(dir, "chat_template.jinja");
-    const size = await stat(jinja).then(
-      (s) => s.size,
-      () => -1,
-    );
-    if (size > MAX_TOKENIZER_CONFIG_BYTES) {
-      throw new TokenizerLoadError(
-        `${jinja} is ${size} bytes, over the ${MAX_TOKENIZER_CONFIG_BYTES}-byte limit`,
-      );
-    }
-    if (size >= 0) source = await readFile(jinja, "utf8");
+    source = await folderFile(dir, "chat_template.jinja", MAX_TOKENIZER_CONFIG_BYTES, memory);
   }
   const chatTemplate =
     source === undefined

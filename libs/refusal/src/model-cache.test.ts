@@ -242,4 +242,73 @@ describe("model cache", () => {
     assert.deepEqual(await readdir(dir), []);
     assert.equal((await cache.acquire("models/a", "sha256:a")).fetched, true);
   });
+  it("hands a fetched model out in memory too, to the caller that asked", async () => {
+    const dir = join(root, "memory");
+    const cache = createModelCache({ store, dir });
+    const [first, second] = await Promise.all([
+      cache.acquire("models/b", "sha256:b", undefined, { memory: true }),
+      cache.acquire("models/b", "sha256:b"),
+    ]);
+    assert.equal(first.fetched, true);
+    assert.deepEqual(
+      new Map([...(first.files ?? [])].map(([k, v]) => [k, new TextDecoder().decode(v)])),
+      new Map([
+        ["config.json", '{"model_type":"llama"}'],
+        ["model.safetensors", "weights of model b, a little longer"],
+        ["nested/tokenizer.json", "{}"],
+      ]),
+    );
+    assert.equal(second.files, undefined, "only the caller that asked gets the bytes");
+    assert.equal(
+      await readFile(join(second.dir, "model.safetensors"), "utf8"),
+      "weights of model b, a little longer",
+    );
+    assert.deepEqual(await readdir(dir), ["sha256_b"], "no fill folder is left behind");
+    const third = await cache.acquire("models/b", "sha256:b", undefined, { memory: true });
+    assert.equal(third.fetched, false, "the entry serves later callers");
+    assert.equal(third.files, undefined);
+  });
+
+  it("writes a multi-piece download in order and rejects a store sending too much", async () => {
+    const s = createLocalStore({ root: join(root, "store-big"), fsync: false });
+    // 9 MiB and a bit: several write pieces, the last one partial.
+    const big = new Uint8Array(9 * 1024 * 1024 + 12345);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+    await publishArtifact(s, "models/big", [{ name: "model.safetensors", body: big }], {
+      kind: "model",
+    });
+    for (const memory of [false, true]) {
+      const dir = join(root, `big-${memory}`);
+      const lease = await createModelCache({ store: s, dir }).acquire(
+        "models/big",
+        "sha256:big",
+        undefined,
+        { memory },
+      );
+      assert.ok(Buffer.from(big).equals(await readFile(join(lease.dir, "model.safetensors"))));
+      if (memory)
+        assert.ok(
+          Buffer.from(big).equals(lease.files?.get("model.safetensors") ?? Buffer.alloc(0)),
+        );
+    }
+    // A store whose stream runs past the recorded size (a corrupt proxy, say).
+    const overlong: ObjectStore = {
+      ...s,
+      get: async function* (k, o) {
+        yield* s.get(k, o);
+        if (k.endsWith("model.safetensors")) yield new Uint8Array(3);
+      },
+    };
+    for (const memory of [false, true]) {
+      const dir = join(root, `overlong-${memory}`);
+      await assert.rejects(
+        createModelCache({ store: overlong, dir }).acquire("models/big", "sha256:big", undefined, {
+          memory,
+        }),
+        (e: Error) =>
+          e.name === "IntegrityError" && e.message.includes(`more than the ${big.length} bytes`),
+      );
+      assert.deepEqual(await readdir(dir), [], "nothing is left behind");
+    }
+  });
 });

@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import {
+  type FileHandle,
   mkdir,
   open,
   readdir,
@@ -45,6 +46,76 @@ const FILL_INFIX = ".fill-";
 /** Prefix of folders being deleted (renamed first, so a half-deleted entry never looks whole). */
 const TRASH_PREFIX = ".trash-";
 
+/** Bytes per write call when a file is written from memory or from batched store chunks. */
+const WRITE_PIECE_BYTES = 4 * 1024 * 1024;
+/** Writes of one file kept in flight while its download goes on. */
+const WRITES_IN_FLIGHT = 4;
+
+/** Writes all of `data` at `position` (a write may take fewer bytes than asked). */
+async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < data.byteLength; ) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * Positional writes of a download that do not hold it up: chunks are gathered into pieces of
+ * {@link WRITE_PIECE_BYTES} and up to {@link WRITES_IN_FLIGHT} pieces are written at once
+ * (measured: a 538 MB model out of MinIO in 1.7–2.0 s against 2.7 s writing chunk by chunk).
+ */
+class WriteBehind {
+  private pieces: Uint8Array[] = [];
+  private pieceBytes = 0;
+  private pieceAt = 0;
+  private readonly pending = new Set<Promise<void>>();
+  private failure: unknown;
+
+  constructor(private readonly fh: FileHandle) {}
+
+  /** Queues `chunk` (copied when it joins a piece) for `at`; waits while too many are in flight. */
+  async add(chunk: Uint8Array, at: number): Promise<void> {
+    if (this.pieceBytes === 0) this.pieceAt = at;
+    this.pieces.push(chunk);
+    this.pieceBytes += chunk.byteLength;
+    if (this.pieceBytes >= WRITE_PIECE_BYTES) await this.writePiece();
+  }
+
+  /** Writes what is queued and waits for every write; throws the first write error. */
+  async flush(): Promise<void> {
+    await this.writePiece();
+    await this.settle();
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for the writes in flight (used on error paths before the file is closed). */
+  async settle(): Promise<void> {
+    await Promise.all(this.pending);
+  }
+
+  private async writePiece(): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.pieceBytes === 0) return;
+    const piece =
+      this.pieces.length === 1 ? (this.pieces[0] as Uint8Array) : Buffer.concat(this.pieces);
+    const at = this.pieceAt;
+    this.pieces = [];
+    this.pieceBytes = 0;
+    const p: Promise<void> = writeAll(this.fh, piece, at).then(
+      () => {
+        this.pending.delete(p);
+      },
+      (err: unknown) => {
+        this.pending.delete(p);
+        this.failure ??= err;
+      },
+    );
+    this.pending.add(p);
+    while (this.pending.size >= WRITES_IN_FLIGHT) await Promise.race(this.pending);
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
+
 /** What the marker of a filled entry records. */
 interface EntryMarker {
   readonly version: 1;
@@ -74,8 +145,31 @@ export interface ModelLease {
   readonly bytes: number;
   /** True when this call copied the files from the store; false when an entry was reused. */
   readonly fetched: boolean;
+  /**
+   * The model's files in memory, by name inside the folder: set when the lease was asked for
+   * them (`{ memory: true }`) and this call fetched the model, so a loader that reads the whole
+   * model can skip reading back what was just written. `dir` is complete either way.
+   */
+  readonly files?: ReadonlyMap<string, Uint8Array>;
   /** Ends the lease (idempotent); the entry stays cached. */
   release(): void;
+}
+
+/** Options of {@link ModelCache.acquire}. */
+export interface AcquireOptions {
+  /**
+   * On a miss, also keep the downloaded bytes in memory and hand them out as `lease.files`
+   * (measured on SmolLM2-135M f32, 538 MB: the engine loads in 2.6–3.1 s from memory against
+   * 3.5–4.3 s reading the fresh folder back).
+   */
+  readonly memory?: boolean;
+}
+
+/** Result of filling (or finding) an entry. */
+interface Ensured {
+  readonly bytes: number;
+  readonly fetched: boolean;
+  readonly files?: ReadonlyMap<string, Uint8Array>;
 }
 
 /** The cache; see the module comment. */
@@ -87,7 +181,12 @@ export interface ModelCache {
    * digest holds exactly the files the store's manifest lists, else (re)filled from the store.
    * Concurrent calls for one digest share a single fill.
    */
-  acquire(prefix: string, digest: string, signal?: AbortSignal): Promise<ModelLease>;
+  acquire(
+    prefix: string,
+    digest: string,
+    signal?: AbortSignal,
+    options?: AcquireOptions,
+  ): Promise<ModelLease>;
   /** Complete entries and their total bytes. */
   usage(): Promise<{ entries: number; bytes: number }>;
 }
@@ -187,7 +286,7 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
   /** Leases per digest in this process. */
   const leases = new Map<string, number>();
   /** Fills (or checks) in flight per digest, shared by concurrent callers. */
-  const inflight = new Map<string, Promise<{ bytes: number; fetched: boolean }>>();
+  const inflight = new Map<string, Promise<Ensured>>();
   let ready: Promise<void> | undefined;
 
   /** Once per cache: create the folder and delete what crashed fills and deletions left. */
@@ -230,6 +329,47 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
     }
   }
 
+  /**
+   * Streams the store's copy of manifest file `f` to `sink` (each chunk with its offset), after
+   * checking the object's recorded size and sha256 against the manifest, and checks what came.
+   */
+  async function transfer(
+    prefix: string,
+    f: ArtifactFile,
+    sink: (chunk: Uint8Array, at: number) => void | Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const key = joinKey(prefix, f.name);
+    const info = await store.stat(key);
+    if (!info)
+      throw new ModelCacheError(`${key} is listed in the model's manifest but not in the store`);
+    // A transfer or store problem rather than a bad request: IntegrityError lets a job retry.
+    if (info.size !== f.size || (info.sha256 !== "" && info.sha256 !== f.sha256))
+      throw new IntegrityError(
+        `${key} is stored as ${info.size} bytes with sha256 ${info.sha256}; the manifest records ${f.size} bytes with sha256 ${f.sha256}`,
+      );
+    // The store checks what it streams against the sha256 it recorded (equal to the manifest's,
+    // checked above); only an object without one is hashed here.
+    const hash = info.sha256 === "" ? createHash("sha256") : undefined;
+    let size = 0;
+    for await (const chunk of store.get(key, signal ? { signal } : {})) {
+      if (size + chunk.byteLength > f.size)
+        throw new IntegrityError(`${key} sent more than the ${f.size} bytes its manifest records`);
+      hash?.update(chunk);
+      await sink(chunk, size);
+      size += chunk.byteLength;
+    }
+    const sha = hash?.digest("hex") ?? f.sha256;
+    if (size !== f.size || sha !== f.sha256)
+      throw new IntegrityError(
+        `${key} came as ${size} bytes with sha256 ${sha}; the manifest records ${f.size} bytes with sha256 ${f.sha256}`,
+      );
+  }
+
+  /**
+   * Writes the entry: every file streamed from the store into a temporary folder (and into
+   * `keep`, when given, as one buffer per file), then the marker, then one rename.
+   */
   async function fill(
     prefix: string,
     digest: string,
@@ -237,6 +377,7 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
     files: readonly ArtifactFile[],
     bytes: number,
     signal?: AbortSignal,
+    keep?: Map<string, Uint8Array>,
   ): Promise<void> {
     const tmp = `${entry}${FILL_INFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
     try {
@@ -244,38 +385,25 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
         signal?.throwIfAborted();
         const path = join(tmp, f.name);
         await mkdir(dirname(path), { recursive: true });
-        const key = joinKey(prefix, f.name);
-        const info = await store.stat(key);
-        if (!info)
-          throw new ModelCacheError(
-            `${key} is listed in the model's manifest but not in the store`,
-          );
-        // A transfer or store problem rather than a bad request: IntegrityError lets a job retry.
-        if (info.size !== f.size || (info.sha256 !== "" && info.sha256 !== f.sha256))
-          throw new IntegrityError(
-            `${key} is stored as ${info.size} bytes with sha256 ${info.sha256}; the manifest records ${f.size} bytes with sha256 ${f.sha256}`,
-          );
-        // The store checks what it streams against the sha256 it recorded (equal to the
-        // manifest's, checked above); only an object without one is hashed here.
-        const hash = info.sha256 === "" ? createHash("sha256") : undefined;
-        let size = 0;
-        // Positional writes straight from the store's chunks: measured 25 % faster than piping
-        // through a write stream for a 538 MB checkpoint from MinIO.
+        const held = keep ? new Uint8Array(f.size) : undefined;
         const fh = await open(path, "w");
+        const writes = new WriteBehind(fh);
         try {
-          for await (const chunk of store.get(key, signal ? { signal } : {})) {
-            hash?.update(chunk);
-            await fh.write(chunk, 0, chunk.byteLength, size);
-            size += chunk.byteLength;
-          }
+          await transfer(
+            prefix,
+            f,
+            (chunk, at) => {
+              held?.set(chunk, at);
+              return writes.add(chunk, at);
+            },
+            signal,
+          );
+          await writes.flush();
         } finally {
+          await writes.settle();
           await fh.close();
         }
-        const sha = hash?.digest("hex") ?? f.sha256;
-        if (size !== f.size || sha !== f.sha256)
-          throw new IntegrityError(
-            `${key} came as ${size} bytes with sha256 ${sha}; the manifest records ${f.size} bytes with sha256 ${f.sha256}`,
-          );
+        if (held) keep?.set(f.name, held);
       }
       const marker: EntryMarker = {
         version: 1,
@@ -314,8 +442,9 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
   async function ensure(
     prefix: string,
     digest: string,
-    signal?: AbortSignal,
-  ): Promise<{ bytes: number; fetched: boolean }> {
+    signal: AbortSignal | undefined,
+    memory: boolean,
+  ): Promise<Ensured> {
     await init();
     const entry = join(dir, entryName(digest));
     const { files, bytes } = checkManifest(
@@ -338,15 +467,16 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
     // No entry, an entry of other files (the store's copy changed, or a marker of another
     // digest) or a damaged one: fetch again. The old entry is replaced only once the new copy
     // is complete, and a copy another process published meanwhile is used instead (`fill`).
-    await fill(prefix, digest, entry, files, bytes, signal);
+    const held = memory ? new Map<string, Uint8Array>() : undefined;
+    await fill(prefix, digest, entry, files, bytes, signal, held);
     await evict(digest);
-    return { bytes, fetched: true };
+    return { bytes, fetched: true, ...(held ? { files: held } : {}) };
   }
 
   return {
     dir,
     maxBytes,
-    async acquire(prefix, digest, signal) {
+    async acquire(prefix, digest, signal, options = {}) {
       const base = prefix.replace(/\/+$/, "");
       try {
         validateKey(base);
@@ -356,10 +486,14 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
         });
       }
       const name = entryName(digest);
-      let result: { bytes: number; fetched: boolean };
+      let result: Ensured;
       for (;;) {
         const shared = inflight.get(digest);
-        const p = shared ?? ensure(base, digest, signal).finally(() => inflight.delete(digest));
+        const p =
+          shared ??
+          ensure(base, digest, signal, options.memory === true).finally(() =>
+            inflight.delete(digest),
+          );
         if (!shared) inflight.set(digest, p);
         try {
           result = await p;
@@ -371,6 +505,8 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
         }
       }
       const { bytes, fetched } = result;
+      // The bytes go to the caller that asked for them (a caller sharing its fill did not).
+      const files = options.memory ? result.files : undefined;
       leases.set(digest, (leases.get(digest) ?? 0) + 1);
       let released = false;
       return {
@@ -378,6 +514,7 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
         digest,
         bytes,
         fetched,
+        ...(files ? { files } : {}),
         release() {
           if (released) return;
           released = true;

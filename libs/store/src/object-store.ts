@@ -56,7 +56,8 @@ export interface ObjectStore {
   ): Promise<ObjectInfo>;
   /**
    * Streams the object. Throws `ObjectNotFoundError` if it is absent and `IntegrityError` (after
-   * the last chunk) if a whole-object read does not match the recorded sha256.
+   * the last chunk) if a whole-object read does not match the recorded sha256. Each chunk is
+   * the caller's to keep: stores never reuse a chunk's memory for a later one.
    */
   get(key: string, opts?: GetOptions): AsyncIterable<Uint8Array>;
   /** Reads the whole object (or range) into memory; for small objects only. */

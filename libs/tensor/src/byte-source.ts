@@ -15,6 +15,11 @@ export interface ByteSource {
    * is not inside the source.
    */
   read(offset: number, length: number, into: Uint8Array, signal?: AbortSignal): Promise<void>;
+  /**
+   * The bytes at `[offset, offset + length)` without a copy, for sources already in memory
+   * (absent elsewhere). The view shares the source's memory: readers must not write to it.
+   */
+  view?(offset: number, length: number): Uint8Array;
   close(): Promise<void>;
 }
 
@@ -70,7 +75,10 @@ export async function openFileSource(path: string): Promise<ByteSource> {
   };
 }
 
-/** A {@link ByteSource} over bytes already in memory (tests, small downloads). */
+/**
+ * A {@link ByteSource} over bytes already in memory (tests, downloads held in memory). `view`
+ * hands out sub-views of `bytes` instead of copies.
+ */
 export function memorySource(bytes: Uint8Array, name = "<memory>"): ByteSource {
   return {
     name,
@@ -78,6 +86,10 @@ export function memorySource(bytes: Uint8Array, name = "<memory>"): ByteSource {
     async read(offset, length, into) {
       checkRange(name, bytes.byteLength, offset, length, into);
       into.set(bytes.subarray(offset, offset + length));
+    },
+    view(offset, length) {
+      checkRange(name, bytes.byteLength, offset, length, bytes);
+      return bytes.subarray(offset, offset + length);
     },
     async close() {},
   };

@@ -45,6 +45,7 @@ export {
 } from "./safetensors-writer.ts";
 export {
   encodeShardIndex,
+  type FolderBytes,
   MAX_INDEX_BYTES,
   openShardedSafetensors,
   parseShardIndex,

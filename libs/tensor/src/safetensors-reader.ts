@@ -51,7 +51,11 @@ export interface SafetensorsFile {
   info(name: string): TensorInfo;
   /** Raw little-endian bytes of `name`, read with one range read (into `into` when given). */
   bytes(name: string, into?: Uint8Array, signal?: AbortSignal): Promise<Uint8Array>;
-  /** `name` decoded to float32 (F32/F16/BF16 only). */
+  /**
+   * `name` decoded to float32 (F32/F16/BF16 only). An F32 tensor of a source with `view` (bytes
+   * in memory) whose data is 4-byte aligned comes back as a view of the source's memory, not a
+   * copy; treat the result as read-only.
+   */
   tensor(name: string, signal?: AbortSignal): Promise<Float32Array>;
   /** `name` decoded to float32 with its shape. */
   decoded(name: string, signal?: AbortSignal): Promise<DecodedTensor>;
@@ -87,8 +91,17 @@ export async function openSafetensors(
       throw new DTypeError(
         `tensor "${name}" is ${t.dtype}; only F32, F16 and BF16 decode to float32`,
       );
+    const n = elementCount(t.shape);
+    if (t.dtype === "F32") {
+      // Little-endian f32 is already the result: no decode, and no copy when in memory.
+      const v = source.view?.(t.offset, t.byteLength);
+      if (v && v.byteOffset % 4 === 0) return new Float32Array(v.buffer, v.byteOffset, n);
+      const out = new Float32Array(n);
+      await bytes(name, new Uint8Array(out.buffer), sig);
+      return out;
+    }
     const raw = await bytes(name, undefined, sig);
-    const out = new Float32Array(elementCount(t.shape));
+    const out = new Float32Array(n);
     decodeToF32(t.dtype, raw, out);
     return out;
   };

@@ -141,6 +141,26 @@ test("encoded headers are padded and self-consistent", () => {
   );
 });
 
+test("F32 from memory: a view when 4-byte aligned, a copy when not", async () => {
+  const path = join(dir, "view.safetensors");
+  await writeSafetensors(path, {
+    a: { shape: [3], data: new Float32Array([1, 2, 3]) },
+    h: { shape: [2], dtype: "BF16", data: new Float32Array([0.5, -4]) },
+  });
+  const bytes = new Uint8Array(await readFile(path));
+  const aligned = await openSafetensors(memorySource(bytes));
+  const a = await aligned.tensor("a");
+  assert.deepEqual([...a], [1, 2, 3]);
+  assert.equal(a.buffer, bytes.buffer);
+  assert.deepEqual([...(await aligned.tensor("h"))], [0.5, -4]);
+  // The same file one byte into a larger buffer: its data is no longer 4-byte aligned.
+  const shifted = new Uint8Array(bytes.byteLength + 1);
+  shifted.set(bytes, 1);
+  const b = await (await openSafetensors(memorySource(shifted.subarray(1)))).tensor("a");
+  assert.deepEqual([...b], [1, 2, 3]);
+  assert.notEqual(b.buffer, shifted.buffer);
+});
+
 test("sharded folders: index and shards must agree", async () => {
   const ck = join(dir, "ck");
   await rm(ck, { recursive: true, force: true });
@@ -172,6 +192,27 @@ test("sharded folders: index and shards must agree", async () => {
   await assert.rejects(
     openShardedSafetensors(ck),
     /maps "c" to model-00002-of-00002.safetensors, but that shard has no such tensor/,
+  );
+
+  // The same folder held in memory (a download): nothing is read from the disk, F32 tensors
+  // are views of the held bytes, and the index is checked the same way.
+  map.delete("c");
+  const held = new Map<string, Uint8Array>();
+  for (const name of await readdir(ck)) held.set(name, await readFile(join(ck, name)));
+  held.set("model.safetensors.index.json", new TextEncoder().encode(encodeShardIndex(map, 12)));
+  const m = await openShardedSafetensors(join(dir, "not-there"), undefined, held);
+  const b = await m.tensor("b");
+  assert.deepEqual([...b], [3]);
+  const shard2 = held.get("model-00002-of-00002.safetensors") as Uint8Array;
+  assert.equal(b.buffer, shard2.buffer, "an aligned F32 tensor is a view, not a copy");
+  await m.close();
+  held.set(
+    "model.safetensors.index.json",
+    new TextEncoder().encode(encodeShardIndex(new Map([["a", "x.safetensors"]]), 8)),
+  );
+  await assert.rejects(
+    openShardedSafetensors(join(dir, "not-there"), undefined, held),
+    /index names shard "x.safetensors", which is missing/,
   );
   await writeFile(
     join(ck, "model.safetensors.index.json"),

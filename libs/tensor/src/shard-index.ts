@@ -1,6 +1,6 @@
 import { access, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { openFileSource } from "./byte-source.ts";
+import { memorySource, openFileSource } from "./byte-source.ts";
 import { SafetensorsError } from "./errors.ts";
 import type { TensorInfo } from "./safetensors-header.ts";
 import { openSafetensors, type SafetensorsFile } from "./safetensors-reader.ts";
@@ -93,17 +93,30 @@ export interface ShardedSafetensors {
 }
 
 /**
+ * A checkpoint folder held in memory (a model just downloaded): every file's bytes by its name
+ * inside the folder. Readers given one read nothing from the disk; a name absent here is a file
+ * the folder does not have.
+ */
+export type FolderBytes = ReadonlyMap<string, Uint8Array>;
+
+/**
  * Opens a local checkpoint folder with `model.safetensors.index.json` or a single
  * `model.safetensors`, validating every shard header and that the index and the shards agree
- * (a missing shard, or a tensor the index names but its shard lacks, is an error).
+ * (a missing shard, or a tensor the index names but its shard lacks, is an error). With `memory`
+ * the folder's files come from there (F32 tensors then come back as views, see
+ * {@link SafetensorsFile.tensor}); `dir` only names them in messages.
  */
 export async function openShardedSafetensors(
   dir: string,
   signal?: AbortSignal,
+  memory?: FolderBytes,
 ): Promise<ShardedSafetensors> {
   const indexPath = join(dir, SHARD_INDEX_NAME);
   let index: ShardIndex | undefined;
-  if (
+  if (memory) {
+    const held = memory.get(SHARD_INDEX_NAME);
+    if (held) index = parseShardIndex(held, indexPath);
+  } else if (
     await access(indexPath).then(
       () => true,
       () => false,
@@ -117,9 +130,33 @@ export async function openShardedSafetensors(
   const closeAll = async () => {
     for (const s of shards.values()) await s.close();
   };
+  const addTensors = (f: SafetensorsFile, file: string) => {
+    for (const info of f.header.tensors) {
+      if (tensors.has(info.name))
+        throw new SafetensorsError(
+          `tensor "${info.name}" appears in both ${tensors.get(info.name)!.file} and ${file}`,
+          { source: dir },
+        );
+      tensors.set(info.name, { file, info });
+    }
+  };
   try {
     for (const file of files) {
       const path = join(dir, file);
+      const held = memory?.get(file);
+      if (memory) {
+        if (!held)
+          throw new SafetensorsError(
+            index
+              ? `index names shard "${file}", which is missing`
+              : `no ${SINGLE_FILE_NAME} and no ${SHARD_INDEX_NAME}`,
+            { source: dir },
+          );
+        const f = await openSafetensors(memorySource(held, path), signal);
+        shards.set(file, f);
+        addTensors(f, file);
+        continue;
+      }
       const st = await stat(path).catch((err: unknown) => {
         throw new SafetensorsError(
           index
@@ -132,14 +169,7 @@ export async function openShardedSafetensors(
         throw new SafetensorsError(`shard "${file}" is not a file`, { source: dir });
       const f = await openSafetensors(await openFileSource(path), signal);
       shards.set(file, f);
-      for (const info of f.header.tensors) {
-        if (tensors.has(info.name))
-          throw new SafetensorsError(
-            `tensor "${info.name}" appears in both ${tensors.get(info.name)!.file} and ${file}`,
-            { source: dir },
-          );
-        tensors.set(info.name, { file, info });
-      }
+      addTensors(f, file);
     }
     if (index) {
       for (const [name, file] of index.weightMap) {

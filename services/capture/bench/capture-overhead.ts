@@ -12,13 +12,17 @@
  * capture work alone; service (warm) against it is the service's own overhead (prompt
  * resolution, bus, KV, gRPC, S3 upload).
  *
- * The first job of each is reported apart (cold: the service copies the model out of MinIO and
- * loads it; direct has just JIT-compiled nothing yet). Then `--reps` warm pairs, alternating;
- * every job uses a new split seed, so no job is answered from an earlier artifact. The service's
- * own per-job breakdown ("capture done" log: model fetch, load, capture, publish, event-loop
- * delay) is printed alongside, so any remaining overhead has a name.
+ * Cold, `--cold-reps` times: a fresh `abl capture` process (node start and all) against the
+ * first job of a freshly started service process with an empty model cache (it copies the model
+ * out of MinIO and loads it; its start-up is not timed, a service is started before its first
+ * job arrives). One in-process direct call is reported beside them. Then `--reps` warm
+ * triples, alternating; every job uses a new split seed, so no job is answered from an earlier
+ * artifact. The service's own per-job breakdown ("capture done" log: model fetch, load,
+ * capture, publish, event-loop delay) is printed alongside, so any remaining overhead has a
+ * name.
  *
- * Run: npm run bench:capture [-- --reps N]   (needs the SmolLM2 GGUF, nats-server and MinIO)
+ * Run: npm run bench:capture [-- --reps N --cold-reps N]   (needs the SmolLM2 GGUF, nats-server
+ * and MinIO)
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -39,10 +43,19 @@ import { CaptureService, createClient, JobState } from "@abl/rpc";
 import { createS3Store, openStore, publishArtifact } from "@abl/store";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
-const { values } = parseArgs({ options: { reps: { type: "string", default: "3" } }, strict: true });
+const { values } = parseArgs({
+  options: {
+    reps: { type: "string", default: "3" },
+    "cold-reps": { type: "string", default: "3" },
+  },
+  strict: true,
+});
 const reps = Number(values.reps);
 if (!Number.isInteger(reps) || reps < 1)
   throw new Error(`--reps must be a positive integer, got ${values.reps}`);
+const coldReps = Number(values["cold-reps"]);
+if (!Number.isInteger(coldReps) || coldReps < 1)
+  throw new Error(`--cold-reps must be a positive integer, got ${values["cold-reps"]}`);
 
 const cache = process.env.ABL_CACHE_DIR ?? join(homedir(), ".cache", "abl");
 const gguf =
@@ -50,7 +63,7 @@ const gguf =
 const tmp = await mkdtemp(join(tmpdir(), "abl-capture-bench-"));
 const nats = await startNats();
 const s3 = await startS3();
-const child = { proc: undefined as ReturnType<typeof spawn> | undefined };
+const services: ReturnType<typeof spawn>[] = [];
 const load = [loadavg()[0]];
 try {
   const modelDir = join(tmp, "smollm2");
@@ -85,39 +98,66 @@ try {
     return (performance.now() - t0) / 1000;
   }
 
-  const port = await freePort();
-  child.proc = spawn(
-    process.execPath,
-    ["--import", "tsx", join(ROOT, "services/capture/src/main.ts")],
-    {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "inherit"],
-      env: {
-        ...process.env,
-        NATS_URL: nats.url,
-        ABL_STORE: "s3://abl-bench",
-        ABL_S3_ENDPOINT: s3.endpoint,
-        ABL_S3_ACCESS_KEY: s3.accessKey,
-        ABL_S3_SECRET_KEY: s3.secretKey,
-        ABL_MODEL_CACHE: join(tmp, "model-cache"),
-        GRPC_PORT: String(port),
-        METRICS_PORT: String(await freePort()),
-        LOG_LEVEL: "info",
-      },
-    },
-  );
   // The service's own account of each job (one JSON log line per finished capture).
   const breakdowns: Record<string, unknown>[] = [];
-  createInterface({ input: child.proc.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-    try {
-      const r = JSON.parse(line) as Record<string, unknown>;
-      if (r.msg === "capture done") breakdowns.push(r);
-    } catch {
-      // not a log line
+  /** Starts a capture service process with model cache `cacheDir`; resolves once it serves gRPC. */
+  async function startService(cacheDir: string) {
+    const port = await freePort();
+    const proc = spawn(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "services/capture/src/main.ts")],
+      {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "inherit"],
+        env: {
+          ...process.env,
+          NATS_URL: nats.url,
+          ABL_STORE: "s3://abl-bench",
+          ABL_S3_ENDPOINT: s3.endpoint,
+          ABL_S3_ACCESS_KEY: s3.accessKey,
+          ABL_S3_SECRET_KEY: s3.secretKey,
+          ABL_MODEL_CACHE: cacheDir,
+          GRPC_PORT: String(port),
+          METRICS_PORT: String(await freePort()),
+          LOG_LEVEL: "info",
+        },
+      },
+    );
+    services.push(proc);
+    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      try {
+        const r = JSON.parse(line) as Record<string, unknown>;
+        if (r.msg === "capture done") breakdowns.push(r);
+      } catch {
+        // not a log line
+      }
+    });
+    const client = createClient(CaptureService, { address: `127.0.0.1:${port}` });
+    // Readiness of the service process is not part of any job: wait for its gRPC port.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const ok = await client.getCapture({ jobId: "0".repeat(64) }, { timeoutMs: 5_000 }).then(
+        () => true,
+        (err: { code?: string }) => err.code === "NOT_FOUND",
+      );
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error("the capture service did not start in 60 s");
+      await new Promise((r) => setTimeout(r, 100));
     }
-  });
-  const client = createClient(CaptureService, { address: `127.0.0.1:${port}` });
-  async function viaService(seed: number): Promise<number> {
+    return {
+      client,
+      async stop() {
+        client.close();
+        if (proc.exitCode === null) {
+          const exited = new Promise((r) => proc.once("exit", r));
+          proc.kill("SIGTERM");
+          await exited;
+        }
+      },
+    };
+  }
+  type Client = Awaited<ReturnType<typeof startService>>["client"];
+  async function viaService(client: Client, seed: number): Promise<number> {
     const t0 = performance.now();
     let started: { jobId: string; cached: boolean } | undefined;
     while (!started) {
@@ -150,18 +190,6 @@ try {
     throw new Error("WatchCapture ended before the job did");
   }
 
-  // Readiness of the service process is not part of any job: wait for its gRPC port.
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const ok = await client.getCapture({ jobId: "0".repeat(64) }, { timeoutMs: 5_000 }).then(
-      () => true,
-      (err: { code?: string }) => err.code === "NOT_FOUND",
-    );
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error("the capture service did not start in 60 s");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-
   // Cold as a user meets it: a fresh `abl capture` process (node start and all), the same fresh
   // start the service process had. The in-process direct run below reuses memory this bench
   // process already touched (model upload, conversion), which a new process cannot.
@@ -192,18 +220,27 @@ try {
     if (code !== 0) throw new Error(`abl capture exited with ${code}`);
     return (performance.now() - t0) / 1000;
   }
-  const coldCli = await directCli(2000);
-  const coldDirect = await direct(1000);
-  const coldService = await viaService(1000);
-  console.error(
-    `cold: abl capture process ${coldCli.toFixed(2)} s, direct in-process ${coldDirect.toFixed(2)} s, service ${coldService.toFixed(2)} s`,
-  );
+  const coldCli: number[] = [];
+  const coldService: number[] = [];
+  let warmService: Awaited<ReturnType<typeof startService>> | undefined;
+  for (let i = 0; i < coldReps; i++) {
+    coldCli.push(await directCli(2000 + i));
+    await warmService?.stop();
+    warmService = await startService(join(tmp, `model-cache-${i}`));
+    coldService.push(await viaService(warmService.client, 1000 + i));
+    console.error(
+      `cold rep ${i + 1}: abl capture process ${coldCli.at(-1)?.toFixed(2)} s, new service's first job ${coldService.at(-1)?.toFixed(2)} s`,
+    );
+  }
+  const coldDirect = await direct(3000);
+  console.error(`cold: direct in-process ${coldDirect.toFixed(2)} s`);
+  const service = warmService as NonNullable<typeof warmService>;
   const d: number[] = [];
   const s: number[] = [];
   const p: number[] = [];
   for (let i = 0; i < reps; i++) {
     d.push(await direct(1 + i));
-    s.push(await viaService(1 + i));
+    s.push(await viaService(service.client, 1 + i));
     preloaded = { engine: await loadModel(modelDir), tokenizer: await loadTokenizer(modelDir) };
     try {
       p.push(await direct(100 + i));
@@ -215,7 +252,6 @@ try {
       `warm rep ${i + 1}: direct ${d.at(-1)?.toFixed(2)} s, service ${s.at(-1)?.toFixed(2)} s, direct with the engine loaded ${p.at(-1)?.toFixed(2)} s`,
     );
   }
-  client.close();
   load.push(loadavg()[0]);
   const median = (x: number[]) => {
     const o = [...x].sort((a, b) => a - b);
@@ -231,11 +267,14 @@ try {
       prompts: set.refuse.length + set.comply.length,
       reps,
       cold: {
-        cliSeconds: round(coldCli),
-        serviceVsCli: round(coldService / coldCli),
+        cliSeconds: coldCli.map(round),
+        serviceSeconds: coldService.map(round),
+        ratios: coldCli.map((x, i) => round((coldService[i] as number) / x)),
+        cliMedian: round(median(coldCli)),
+        serviceMedian: round(median(coldService)),
+        serviceVsCli: round(median(coldService) / median(coldCli)),
         directSeconds: round(coldDirect),
-        serviceSeconds: round(coldService),
-        ratio: round(coldService / coldDirect),
+        serviceVsDirect: round(median(coldService) / coldDirect),
       },
       warm: {
         directSeconds: d.map(round),
@@ -262,9 +301,10 @@ try {
     }),
   );
 } finally {
-  if (child.proc && child.proc.exitCode === null) {
-    const exited = new Promise((r) => child.proc?.once("exit", r));
-    child.proc.kill("SIGTERM");
+  for (const proc of services) {
+    if (proc.exitCode !== null) continue;
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGTERM");
     await exited;
   }
   await s3.stop();

@@ -90,7 +90,11 @@ export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer
           });
           return;
         }
-        const model = await options.models.acquire(job.modelKey, job.modelDigest, signal);
+        // The built-in engine reads the whole model: on a cache miss it loads from the bytes
+        // just downloaded instead of reading the new folder back.
+        const model = await options.models.acquire(job.modelKey, job.modelDigest, signal, {
+          memory: job.engine !== "transformers",
+        });
         timings.fetchSeconds = (performance.now() - t0) / 1000;
         timings.fetched = model.fetched;
         let result: Awaited<ReturnType<typeof captureActivations>>;
@@ -111,7 +115,7 @@ export function consumeCaptureJobs(options: CaptureConsumerOptions): JobConsumer
             filter: job.filter,
             signal,
             builtin: async (s) => {
-              const m = await options.engines.get(job.modelDigest, model.dir, s);
+              const m = await options.engines.get(job.modelDigest, model.dir, s, model.files);
               timings.loadSeconds = m.loadSeconds;
               timings.loaded = m.loaded;
               return m;

@@ -6,6 +6,7 @@ import {
   loadTokenizer,
 } from "@abl/engine";
 import type { BuiltinModel } from "@abl/refusal";
+import type { FolderBytes } from "@abl/tensor";
 
 /** A model handed out by {@link EngineSlot.get}, with what getting it cost. */
 export interface SlotModel extends BuiltinModel {
@@ -24,8 +25,11 @@ export interface SlotModel extends BuiltinModel {
  * serialized so two never load at once.
  */
 export interface EngineSlot {
-  /** The engine and tokenizer of model `digest` whose files are in `dir`. */
-  get(digest: string, dir: string, signal?: AbortSignal): Promise<SlotModel>;
+  /**
+   * The engine and tokenizer of model `digest` whose files are in `dir`, or in `files` (by name
+   * inside `dir`) when the model was just downloaded into memory.
+   */
+  get(digest: string, dir: string, signal?: AbortSignal, files?: FolderBytes): Promise<SlotModel>;
   /** Digest of the model held now, if any. */
   readonly digest: string | undefined;
   /** Releases the held engine (on shutdown); a later `get` loads again. */
@@ -35,7 +39,7 @@ export interface EngineSlot {
 /** Options of {@link createEngineSlot}; the loaders are replaceable for tests. */
 export interface EngineSlotOptions {
   readonly loadModel?: (dir: string, options: LoadModelOptions) => Promise<Engine>;
-  readonly loadTokenizer?: (dir: string) => Promise<LoadedTokenizer>;
+  readonly loadTokenizer?: (dir: string, files?: FolderBytes) => Promise<LoadedTokenizer>;
 }
 
 /** Creates an empty {@link EngineSlot}. */
@@ -61,7 +65,7 @@ export function createEngineSlot(options: EngineSlotOptions = {}): EngineSlot {
     get digest() {
       return held?.digest;
     },
-    get(digest, dir, signal) {
+    get(digest, dir, signal, files) {
       return serialized(async () => {
         if (held?.digest === digest)
           return { ...held, loaded: false, loadSeconds: 0 } satisfies SlotModel;
@@ -70,8 +74,8 @@ export function createEngineSlot(options: EngineSlotOptions = {}): EngineSlot {
         signal?.throwIfAborted();
         const t0 = performance.now();
         const [e, t] = await Promise.allSettled([
-          load(dir, signal ? { signal } : {}),
-          tokenizerOf(dir),
+          load(dir, { ...(signal ? { signal } : {}), ...(files ? { files } : {}) }),
+          tokenizerOf(dir, files),
         ]);
         if (e.status === "rejected" || t.status === "rejected") {
           if (e.status === "fulfilled") await e.value.dispose();
