@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { createArtifactWriter, type ObjectStore, processAlive } from "@abl/store";
 import type { ByteSink } from "@abl/tensor";
 import { PatchError } from "./errors.ts";
+import { pageAlignedBytes } from "./workers.ts";
 
 /**
  * Where a patched checkpoint is written. Files appear only on `publish`: a local folder is renamed
@@ -29,6 +31,43 @@ export const WRITE_PIECE_BYTES = 1024 * 1024;
  */
 export const STORE_CHUNK_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Direct I/O (O_DIRECT) unit: file offsets, lengths and memory addresses of direct writes are
+ * multiples of it (the largest block size in use: 4 KiB pages and physical sectors).
+ */
+export const DIRECT_ALIGN = 4096;
+/** Bytes of one direct write. */
+export const DIRECT_PIECE_BYTES = 4 * 1024 * 1024;
+/** Staging slots of an output folder: writes of all its files that may be in flight at once. */
+const DIRECT_SLOTS = 4;
+
+/**
+ * Aligned staging memory for direct writes ({@link pageAlignedBytes}): offsets that are multiples
+ * of {@link DIRECT_ALIGN} are aligned addresses. Slots are handed out and returned.
+ */
+class DirectStaging {
+  private readonly bytes: Uint8Array;
+  private readonly free: number[] = [];
+  private readonly waiters: (() => void)[] = [];
+  readonly slotBytes = DIRECT_PIECE_BYTES + DIRECT_ALIGN;
+
+  constructor() {
+    this.bytes = pageAlignedBytes(DIRECT_SLOTS * this.slotBytes);
+    for (let i = 0; i < DIRECT_SLOTS; i++) this.free.push(i * this.slotBytes);
+  }
+
+  async take(): Promise<Uint8Array> {
+    while (this.free.length === 0) await new Promise<void>((r) => this.waiters.push(r));
+    const at = this.free.pop() as number;
+    return this.bytes.subarray(at, at + this.slotBytes);
+  }
+
+  give(slot: Uint8Array): void {
+    this.free.push(slot.byteOffset);
+    this.waiters.shift()?.();
+  }
+}
+
 /** Options of {@link createLocalOutput}. */
 export interface LocalOutputOptions {
   /**
@@ -37,6 +76,13 @@ export interface LocalOutputOptions {
    * of the whole model (~0.5–1 GB/s here).
    */
   readonly fsync?: boolean;
+  /**
+   * Write whole aligned pages with direct I/O, past the page cache (default true; files or
+   * filesystems that refuse it fall back to ordinary writes). Measured on this project's VMs:
+   * 8 GiB in 6.8–7.6 s with direct writes against 29.5 s (and 46 s of kernel CPU) through new
+   * page-cache pages. Partial pages at the edges of each write go through the page cache.
+   */
+  readonly directIo?: boolean;
 }
 
 /**
@@ -67,15 +113,29 @@ export async function createLocalOutput(
   const tmp = join(parent, `.${base}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`);
   await mkdir(tmp);
   const open_: FileHandle[] = [];
+  const staging = options.directIo === false ? undefined : new DirectStaging();
   return {
     location: dir,
-    async file(name, _size, signal) {
+    async file(name, size, signal) {
       signal?.throwIfAborted();
-      const fh = await open(join(tmp, name), "wx");
+      const path = join(tmp, name);
+      const fh = await open(path, "wx");
       open_.push(fh);
+      // A second handle on the same file for the direct writes; its pages never enter the
+      // page cache. The file gets its final size first, so no direct write extends it.
+      const directHandle =
+        staging && size >= DIRECT_PIECE_BYTES
+          ? await open(path, constants.O_WRONLY | constants.O_DIRECT).catch(() => undefined)
+          : undefined;
+      if (directHandle) {
+        open_.push(directHandle);
+        await fh.truncate(size);
+      }
+      /** Cleared when the filesystem refuses a direct write: the rest goes through the cache. */
+      let direct = directHandle;
       let written = 0;
       let closed = false;
-      const putAt = async (chunk: Uint8Array, position: number, sig?: AbortSignal) => {
+      const buffered = async (chunk: Uint8Array, position: number, sig?: AbortSignal) => {
         for (let done = 0; done < chunk.byteLength; ) {
           sig?.throwIfAborted();
           const { bytesWritten } = await fh.write(
@@ -86,6 +146,45 @@ export async function createLocalOutput(
           );
           done += bytesWritten;
         }
+      };
+      /** The whole pages of a piece go direct (through a staging slot); its edges buffered. */
+      const directPiece = async (piece: Uint8Array, position: number, sig?: AbortSignal) => {
+        const start = Math.ceil(position / DIRECT_ALIGN) * DIRECT_ALIGN;
+        const end = Math.floor((position + piece.byteLength) / DIRECT_ALIGN) * DIRECT_ALIGN;
+        if (end <= start) return buffered(piece, position, sig);
+        const body = piece.subarray(start - position, end - position);
+        const slot = await (staging as DirectStaging).take();
+        let done = 0;
+        try {
+          slot.set(body);
+          while (direct && done < body.byteLength) {
+            sig?.throwIfAborted();
+            let n = 0;
+            try {
+              n = (await direct.write(slot, done, body.byteLength - done, start + done))
+                .bytesWritten;
+            } catch (err) {
+              // EINVAL: a filesystem or device with other alignment rules refused it.
+              if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+            }
+            done += n;
+            if (n === 0 || n % DIRECT_ALIGN !== 0) direct = undefined;
+          }
+        } finally {
+          (staging as DirectStaging).give(slot);
+        }
+        await buffered(body.subarray(done), start + done, sig);
+        await buffered(piece.subarray(0, start - position), position, sig);
+        await buffered(piece.subarray(end - position), end, sig);
+      };
+      const putAt = async (chunk: Uint8Array, position: number, sig?: AbortSignal) => {
+        if (!direct) return buffered(chunk, position, sig);
+        for (let at = 0; at < chunk.byteLength; at += DIRECT_PIECE_BYTES)
+          await directPiece(
+            chunk.subarray(at, Math.min(chunk.byteLength, at + DIRECT_PIECE_BYTES)),
+            position + at,
+            sig,
+          );
       };
       return {
         name: join(dir, name),
@@ -103,11 +202,13 @@ export async function createLocalOutput(
         async commit() {
           if (options.fsync) await fh.sync();
           closed = true;
+          await directHandle?.close();
           await fh.close();
         },
         async abort() {
           if (!closed) {
             closed = true;
+            await directHandle?.close().catch(() => {});
             await fh.close().catch(() => {});
           }
         },

@@ -19,6 +19,18 @@ export type KernelName = "colsum_bf16" | "apply_bf16" | "rows_bf16";
 const WASM_PAGE = 65536;
 
 /**
+ * `bytes` bytes (rounded up to whole wasm pages) of memory that starts on a page boundary: the
+ * engine maps a WebAssembly memory on its own, while a Node Buffer this large sits 16 bytes into
+ * a malloc mapping. For direct I/O staging, where addresses must be aligned.
+ */
+export function pageAlignedBytes(bytes: number): Uint8Array {
+  const pages = Math.ceil(bytes / WASM_PAGE);
+  return new Uint8Array(
+    new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer,
+  );
+}
+
+/**
  * The body of a kernel worker. Runs as an eval'd CommonJS worker (no loader, starts in a few ms):
  * it instantiates the kernels on the shared memory and calls one per message.
  */
