@@ -267,6 +267,11 @@ describe("model cache", () => {
     const third = await cache.acquire("models/b", "sha256:b", undefined, { memory: true });
     assert.equal(third.fetched, false, "the entry serves later callers");
     assert.equal(third.files, undefined);
+    // A model over the in-memory cap is fetched to disk only.
+    const capped = createModelCache({ store, dir: join(root, "memory-capped"), maxHeldBytes: 50 });
+    const big = await capped.acquire("models/b", "sha256:b", undefined, { memory: true });
+    assert.equal(big.fetched, true);
+    assert.equal(big.files, undefined, `${big.bytes} bytes are over the 50-byte cap`);
   });
 
   it("writes a multi-piece download in order and rejects a store sending too much", async () => {

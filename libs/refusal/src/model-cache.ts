@@ -46,7 +46,13 @@ const FILL_INFIX = ".fill-";
 /** Prefix of folders being deleted (renamed first, so a half-deleted entry never looks whole). */
 const TRASH_PREFIX = ".trash-";
 
-/** Bytes per write call when a file is written from memory or from batched store chunks. */
+/**
+ * Largest model whose bytes `{ memory: true }` keeps: the built-in engine's whole graph must fit
+ * protobuf's 2 GiB, so a larger model would not load from them anyway (it is read from the folder
+ * and gets the engine's own error), and memory stays bounded.
+ */
+export const MAX_HELD_MODEL_BYTES = 2 ** 31;
+/** Bytes per write call when store chunks are batched into pieces. */
 const WRITE_PIECE_BYTES = 4 * 1024 * 1024;
 /** Writes of one file kept in flight while its download goes on. */
 const WRITES_IN_FLIGHT = 4;
@@ -134,6 +140,8 @@ export interface ModelCacheOptions {
   readonly dir: string;
   /** Bytes of model files kept (default {@link DEFAULT_MODEL_CACHE_BYTES}). */
   readonly maxBytes?: number;
+  /** Largest model `{ memory: true }` keeps in memory (default {@link MAX_HELD_MODEL_BYTES}). */
+  readonly maxHeldBytes?: number;
 }
 
 /** A model folder in use; entries with a lease are never evicted. */
@@ -160,7 +168,8 @@ export interface AcquireOptions {
   /**
    * On a miss, also keep the downloaded bytes in memory and hand them out as `lease.files`
    * (measured on SmolLM2-135M f32, 538 MB: the engine loads in 2.6–3.1 s from memory against
-   * 3.5–4.3 s reading the fresh folder back).
+   * 3.5–4.3 s reading the fresh folder back). Models over {@link MAX_HELD_MODEL_BYTES} are not
+   * kept.
    */
   readonly memory?: boolean;
 }
@@ -281,6 +290,7 @@ function checkManifest(
 export function createModelCache(options: ModelCacheOptions): ModelCache {
   const { store, dir } = options;
   const maxBytes = options.maxBytes ?? DEFAULT_MODEL_CACHE_BYTES;
+  const maxHeldBytes = options.maxHeldBytes ?? MAX_HELD_MODEL_BYTES;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
     throw new ModelCacheError(`maxBytes must be a positive integer, got ${maxBytes}`);
   /** Leases per digest in this process. */
@@ -467,7 +477,7 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
     // No entry, an entry of other files (the store's copy changed, or a marker of another
     // digest) or a damaged one: fetch again. The old entry is replaced only once the new copy
     // is complete, and a copy another process published meanwhile is used instead (`fill`).
-    const held = memory ? new Map<string, Uint8Array>() : undefined;
+    const held = memory && bytes <= maxHeldBytes ? new Map<string, Uint8Array>() : undefined;
     await fill(prefix, digest, entry, files, bytes, signal, held);
     await evict(digest);
     return { bytes, fetched: true, ...(held ? { files: held } : {}) };
