@@ -335,15 +335,7 @@ export class ContinuousBatch {
     this.options.prefixCache?.insert(prompt, (kv) => {
       for (let a = 0; a < this.kv.arrays; a++) (kv[a] as Float32Array).set(acc[a] as Float32Array);
     });
-    seq.len = n;
-    this.accept(seq, logits.subarray(0, spec.vocabSize));
-    if (seq.finish !== undefined) {
-      this.finish(seq);
-      return;
-    }
-    this.rows.push(seq);
-    this.kv.ensure(this.rows, Math.max(...this.rows.map((r) => r.len)) + 1);
-    seq.row = this.rows.length - 1;
+    if (!this.admit(seq, n, logits.subarray(0, spec.vocabSize))) return;
     for (let a = 0; a < this.kv.arrays; a++)
       copySlots(
         acc[a] as Float32Array,
@@ -464,17 +456,27 @@ export class ContinuousBatch {
         }
       };
       cache?.insert(seq.req.prompt, (kv) => writePrompt(kv, 0, n));
-      seq.len = n;
-      this.accept(seq, out.logits.subarray(b * V, (b + 1) * V));
-      if (seq.finish !== undefined) {
-        this.finish(seq);
-        return;
-      }
-      this.rows.push(seq);
-      this.kv.ensure(this.rows, Math.max(...this.rows.map((r) => r.len)) + 1);
-      seq.row = this.rows.length - 1;
+      if (!this.admit(seq, n, out.logits.subarray(b * V, (b + 1) * V))) return;
       writePrompt(this.kv.data, this.kv.rowBase(seq.row), this.kv.slots);
     });
+  }
+
+  /**
+   * A prefilled sequence of `n` tokens takes its first token from `logits`; unless that ends it,
+   * it gets a row of the batch's KV store (grown to fit), for the caller to fill. False when it
+   * finished.
+   */
+  private admit(seq: Seq, n: number, logits: Float32Array): boolean {
+    seq.len = n;
+    this.accept(seq, logits);
+    if (seq.finish !== undefined) {
+      this.finish(seq);
+      return false;
+    }
+    this.rows.push(seq);
+    this.kv.ensure(this.rows, Math.max(...this.rows.map((r) => r.len)) + 1);
+    seq.row = this.rows.length - 1;
+    return true;
   }
 
   private async decode(): Promise<void> {
