@@ -298,6 +298,24 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   return new OrtEngine(spec, dir, maxPositions, session, tokenizer, cache);
 }
 
+/**
+ * The engine of `dir` with its tokenizer: the one {@link loadModel} loaded with it, so the
+ * tokenizer is parsed once (a folder without tokenizer.json fails as {@link loadTokenizer} does).
+ */
+export async function loadModelWithTokenizer(
+  dir: string,
+  opts: LoadModelOptions = {},
+): Promise<{ engine: Engine; tokenizer: LoadedTokenizer }> {
+  const engine = await loadModel(dir, opts);
+  if (engine.tokenizer) return { engine, tokenizer: engine.tokenizer };
+  try {
+    return { engine, tokenizer: await loadTokenizer(dir, opts.files) };
+  } catch (err) {
+    await engine.dispose();
+    throw err;
+  }
+}
+
 /** One graph run's inputs, as {@link StepRequest} plus what forward/capture gather. */
 interface RunInput extends Omit<StepRequest, "logitsIndex"> {
   readonly logitsIndex: BigInt64Array;

@@ -34,6 +34,7 @@ export {
   type GenerateOptions,
   type LoadModelOptions,
   loadModel,
+  loadModelWithTokenizer,
 } from "./engine.ts";
 export { EngineRequestError, ModelLoadError } from "./errors.ts";
 export {

@@ -3,7 +3,7 @@ import { constants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { createArtifactWriter, type ObjectStore, processAlive } from "@abl/store";
-import type { ByteSink } from "@abl/tensor";
+import { type ByteSink, writeFully } from "@abl/tensor";
 import { PatchError } from "./errors.ts";
 import { pageAlignedBytes } from "./workers.ts";
 
@@ -49,7 +49,7 @@ class DirectStaging {
   private readonly bytes: Uint8Array;
   private readonly free: number[] = [];
   private readonly waiters: (() => void)[] = [];
-  readonly slotBytes = DIRECT_PIECE_BYTES + DIRECT_ALIGN;
+  readonly slotBytes = DIRECT_PIECE_BYTES;
 
   constructor() {
     this.bytes = pageAlignedBytes(DIRECT_SLOTS * this.slotBytes);
@@ -135,18 +135,8 @@ export async function createLocalOutput(
       let direct = directHandle;
       let written = 0;
       let closed = false;
-      const buffered = async (chunk: Uint8Array, position: number, sig?: AbortSignal) => {
-        for (let done = 0; done < chunk.byteLength; ) {
-          sig?.throwIfAborted();
-          const { bytesWritten } = await fh.write(
-            chunk,
-            done,
-            Math.min(WRITE_PIECE_BYTES, chunk.byteLength - done),
-            position + done,
-          );
-          done += bytesWritten;
-        }
-      };
+      const buffered = (chunk: Uint8Array, position: number, sig?: AbortSignal) =>
+        writeFully(fh, chunk, position, { pieceBytes: WRITE_PIECE_BYTES, signal: sig });
       /** The whole pages of a piece go direct (through a staging slot); its edges buffered. */
       const directPiece = async (piece: Uint8Array, position: number, sig?: AbortSignal) => {
         const start = Math.ceil(position / DIRECT_ALIGN) * DIRECT_ALIGN;

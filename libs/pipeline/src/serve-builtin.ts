@@ -2,7 +2,7 @@
  * Serves sweep variants with the built-in engine: one OpenAI-compatible server on a loopback port
  * with one model id per variant, so requests for different variants are batched per model.
  */
-import { createOpenAIServer, type Engine, loadModel, loadTokenizer } from "@abl/engine";
+import { createOpenAIServer, type Engine, loadModelWithTokenizer } from "@abl/engine";
 import type { ObjectStore } from "@abl/store";
 import { modelDir } from "./steps.ts";
 import type { ServedVariants, ServeVariants } from "./sweep.ts";
@@ -29,12 +29,12 @@ export function createBuiltinServe(options: BuiltinServeOptions): ServeVariants 
       for (const v of variants) {
         signal.throwIfAborted();
         const dir = await modelDir(options.store, v.prefix, options.cacheDir);
-        const engine = await loadModel(dir, {
+        const { engine, tokenizer } = await loadModelWithTokenizer(dir, {
           signal,
           ...(options.maxPositions !== undefined ? { maxPositions: options.maxPositions } : {}),
         });
         engines.push(engine);
-        models.push({ id: v.name, engine, tokenizer: await loadTokenizer(dir) });
+        models.push({ id: v.name, engine, tokenizer });
       }
       const server = createOpenAIServer({
         models,

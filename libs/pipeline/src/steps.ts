@@ -22,7 +22,7 @@ import {
   type TrialResult,
 } from "@abl/bench";
 import { loadCheckpoint, resolveModel, storeCheckpointFiles } from "@abl/checkpoint";
-import { loadModel, loadTokenizer } from "@abl/engine";
+import { loadModelWithTokenizer } from "@abl/engine";
 import { buildPlan, createStoreOutput, makeDirections, patchCheckpoint } from "@abl/patch";
 import {
   type ContrastSet,
@@ -208,9 +208,8 @@ export const captureStep: StepDefinition<CaptureStepParams, unknown> = {
     }
     const dir = await modelDir(ctx.store, p.model.prefix, String(ctx.runtime.cacheDir));
     const { set, splits } = await loadSweepContrast(p.contrast);
-    const engine = await loadModel(dir, { signal: ctx.signal });
+    const { engine, tokenizer } = await loadModelWithTokenizer(dir, { signal: ctx.signal });
     try {
-      const tokenizer = await loadTokenizer(dir);
       const capturer = createBuiltinCapturer({
         engine,
         tokenizer,

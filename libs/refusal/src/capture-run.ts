@@ -4,7 +4,7 @@
  * and the capture service.
  */
 
-import { type Engine, type LoadedTokenizer, loadModel, loadTokenizer } from "@abl/engine";
+import { type Engine, type LoadedTokenizer, loadModelWithTokenizer } from "@abl/engine";
 import { artifactExists, type ObjectStore, stepKey } from "@abl/store";
 import type { ActivationsMeta, CaptureEngineName } from "./activations-artifact.ts";
 import { createBuiltinCapturer, createEngineEndpoint } from "./builtin-engine.ts";
@@ -92,10 +92,10 @@ export async function captureActivations(
     let tokenizer: LoadedTokenizer;
     if (options.builtin) ({ engine, tokenizer } = await options.builtin(signal));
     else {
-      [engine, tokenizer] = await Promise.all([
-        loadModel(options.modelDir, signal ? { signal } : {}),
-        loadTokenizer(options.modelDir),
-      ]);
+      ({ engine, tokenizer } = await loadModelWithTokenizer(
+        options.modelDir,
+        signal ? { signal } : {},
+      ));
       const owned = engine;
       dispose = () => owned.dispose();
     }

@@ -3,7 +3,7 @@
  * the built-in engine when that policy is chosen, then {@link runDirections}. Shared by
  * `abl directions` and the directions service.
  */
-import { loadModel, loadTokenizer } from "@abl/engine";
+import { loadModelWithTokenizer } from "@abl/engine";
 import { artifactExists, type ObjectStore, readArtifact, stepKey } from "@abl/store";
 import { readActivations } from "./activations-artifact.ts";
 import { createCausalProbe, createEngineEndpoint } from "./builtin-engine.ts";
@@ -82,10 +82,7 @@ export async function computeDirectionsStep(
     );
     const pick = (b: "refuse" | "comply") =>
       acts.prompts.splits.indices.select[b].map((i) => acts.prompts.set[b][i] as ContrastPrompt);
-    const [engine, tokenizer] = await Promise.all([
-      loadModel(o.modelDir),
-      loadTokenizer(o.modelDir),
-    ]);
+    const { engine, tokenizer } = await loadModelWithTokenizer(o.modelDir);
     dispose = () => engine.dispose();
     const base = createEngineEndpoint(engine, tokenizer, "base", acts.meta.chatTemplate);
     const modelDir = o.modelDir;

@@ -29,6 +29,7 @@ import {
   readArtifact,
   validateKey,
 } from "@abl/store";
+import { writeFully } from "@abl/tensor";
 import { ModelCacheError } from "./errors.ts";
 
 /** Marker written last into a filled entry; a folder without a valid one is not a cache entry. */
@@ -56,14 +57,6 @@ export const MAX_HELD_MODEL_BYTES = 2 ** 31;
 const WRITE_PIECE_BYTES = 4 * 1024 * 1024;
 /** Writes of one file kept in flight while its download goes on. */
 const WRITES_IN_FLIGHT = 4;
-
-/** Writes all of `data` at `position` (a write may take fewer bytes than asked). */
-async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < data.byteLength; ) {
-    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, position + done);
-    done += bytesWritten;
-  }
-}
 
 /**
  * Positional writes of a download that do not hold it up: chunks are gathered into pieces of
@@ -107,7 +100,7 @@ class WriteBehind {
     const at = this.pieceAt;
     this.pieces = [];
     this.pieceBytes = 0;
-    const p: Promise<void> = writeAll(this.fh, piece, at).then(
+    const p: Promise<void> = writeFully(this.fh, piece, at).then(
       () => {
         this.pending.delete(p);
       },

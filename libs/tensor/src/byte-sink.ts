@@ -29,6 +29,29 @@ export function tempPathFor(path: string): string {
 }
 
 /**
+ * Writes all of `data` at `position` (one write may take fewer bytes than asked), in writes of at
+ * most `pieceBytes` when given.
+ */
+export async function writeFully(
+  fh: FileHandle,
+  data: Uint8Array,
+  position: number,
+  options: { pieceBytes?: number; signal?: AbortSignal | undefined } = {},
+): Promise<void> {
+  const piece = options.pieceBytes ?? data.byteLength;
+  for (let done = 0; done < data.byteLength; ) {
+    options.signal?.throwIfAborted();
+    const { bytesWritten } = await fh.write(
+      data,
+      done,
+      Math.min(piece, data.byteLength - done),
+      position + done,
+    );
+    done += bytesWritten;
+  }
+}
+
+/**
  * A {@link ByteSink} that writes a temporary file beside `path` and renames it over `path` on
  * commit (after fsync unless `durable` is false), so readers never see a partial file.
  */
@@ -47,17 +70,8 @@ export async function createFileSink(
     },
     async write(chunk, signal) {
       signal?.throwIfAborted();
-      let done = 0;
-      while (done < chunk.byteLength) {
-        const { bytesWritten } = await fh.write(
-          chunk,
-          done,
-          chunk.byteLength - done,
-          written + done,
-        );
-        done += bytesWritten;
-      }
-      written += done;
+      await writeFully(fh, chunk, written);
+      written += chunk.byteLength;
     },
     async commit() {
       if (options.durable !== false) await fh.sync();

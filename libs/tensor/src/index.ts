@@ -1,4 +1,4 @@
-export { type ByteSink, createFileSink, tempPathFor } from "./byte-sink.ts";
+export { type ByteSink, createFileSink, tempPathFor, writeFully } from "./byte-sink.ts";
 export { type ByteSource, memorySource, openFileSource } from "./byte-source.ts";
 export {
   bf16ToF32,

@@ -9,18 +9,18 @@ function fakes() {
   let n = 0;
   return {
     events,
-    loadModel: async (dir: string) => {
+    load: async (dir: string) => {
       const id = `${dir}#${++n}`;
       events.push(`load ${id}`);
       if (dir === "broken") throw new Error("no config.json");
-      return {
+      const engine = {
         dir,
         dispose: async () => {
           events.push(`dispose ${id}`);
         },
       } as unknown as Engine;
+      return { engine, tokenizer: { dir } as unknown as LoadedTokenizer };
     },
-    loadTokenizer: async (dir: string) => ({ dir }) as unknown as LoadedTokenizer,
   };
 }
 

@@ -2,8 +2,7 @@ import {
   type Engine,
   type LoadedTokenizer,
   type LoadModelOptions,
-  loadModel,
-  loadTokenizer,
+  loadModelWithTokenizer,
 } from "@abl/engine";
 import type { BuiltinModel } from "@abl/refusal";
 import type { FolderBytes } from "@abl/tensor";
@@ -36,16 +35,17 @@ export interface EngineSlot {
   close(): Promise<void>;
 }
 
-/** Options of {@link createEngineSlot}; the loaders are replaceable for tests. */
+/** Options of {@link createEngineSlot}; the loader is replaceable for tests. */
 export interface EngineSlotOptions {
-  readonly loadModel?: (dir: string, options: LoadModelOptions) => Promise<Engine>;
-  readonly loadTokenizer?: (dir: string, files?: FolderBytes) => Promise<LoadedTokenizer>;
+  readonly load?: (
+    dir: string,
+    options: LoadModelOptions,
+  ) => Promise<{ engine: Engine; tokenizer: LoadedTokenizer }>;
 }
 
 /** Creates an empty {@link EngineSlot}. */
 export function createEngineSlot(options: EngineSlotOptions = {}): EngineSlot {
-  const load = options.loadModel ?? loadModel;
-  const tokenizerOf = options.loadTokenizer ?? loadTokenizer;
+  const load = options.load ?? loadModelWithTokenizer;
   let held: { digest: string; engine: Engine; tokenizer: LoadedTokenizer } | undefined;
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -73,15 +73,11 @@ export function createEngineSlot(options: EngineSlotOptions = {}): EngineSlot {
         await release();
         signal?.throwIfAborted();
         const t0 = performance.now();
-        const [e, t] = await Promise.allSettled([
-          load(dir, { ...(signal ? { signal } : {}), ...(files ? { files } : {}) }),
-          tokenizerOf(dir, files),
-        ]);
-        if (e.status === "rejected" || t.status === "rejected") {
-          if (e.status === "fulfilled") await e.value.dispose();
-          throw e.status === "rejected" ? e.reason : (t as PromiseRejectedResult).reason;
-        }
-        held = { digest, engine: e.value, tokenizer: t.value };
+        const { engine, tokenizer } = await load(dir, {
+          ...(signal ? { signal } : {}),
+          ...(files ? { files } : {}),
+        });
+        held = { digest, engine, tokenizer };
         return { ...held, loaded: true, loadSeconds: (performance.now() - t0) / 1000 };
       });
     },
