@@ -271,6 +271,9 @@ export const patchCommand: Command = {
       wall_s: Math.round(wall * 1000) / 1000,
       gb_per_s: Math.round((totalBytes / 1e9 / wall) * 1000) / 1000,
       peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
+      ...(out.io && {
+        io_bytes: { direct: out.io.direct, staged: out.io.staged, buffered: out.io.buffered },
+      }),
     };
     if (v.json) console.log(JSON.stringify(summary));
     else {

@@ -189,6 +189,13 @@ async function timed(
   return { wall, stdout, peakRssMiB: m ? Math.round(Number(m[1]) / 1024) : undefined };
 }
 
+/** Share of the bytes `abl patch --json` reports as written with direct I/O in place. */
+function directShare(j: { io_bytes?: { direct: number; staged: number; buffered: number } }) {
+  const io = j.io_bytes;
+  if (!io) return "?";
+  return `${((100 * io.direct) / (io.direct + io.staged + io.buffered)).toFixed(1)} %`;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -264,7 +271,7 @@ async function main(): Promise<void> {
         tool: "abl patch dir→dir",
         wall: local.wall,
         rss: local.peakRssMiB ?? lj.peak_rss_mib,
-        note: `leakage ≤ ${lj.max_leakage.toExponential(1)}, writes ${(lj.bytes / 1e9).toFixed(2)} GB`,
+        note: `leakage ≤ ${lj.max_leakage.toExponential(1)}, writes ${(lj.bytes / 1e9).toFixed(2)} GB, ${directShare(lj)} direct I/O from its own memory`,
       });
       await rm(out("abl"), { recursive: true });
       await settle();

@@ -17,6 +17,7 @@ import {
   KernelScratch,
   type PatchMethod,
 } from "./kernels.ts";
+import { DIRECT_ALIGN } from "./output.ts";
 import type { EditOp } from "./plan.ts";
 import { Ring, type RingBlock } from "./ring.ts";
 import { type HashStream, PatchWorkers } from "./workers.ts";
@@ -73,6 +74,11 @@ export class OrderedWrites {
     private readonly ring: Ring,
   ) {
     this.hashed(Promise.resolve(), writer.header.bytes);
+  }
+
+  /** File position of the next chunk pushed. */
+  get position(): number {
+    return this.writer.position;
   }
 
   /** True once something failed (the caller stops reading). */
@@ -162,7 +168,7 @@ export class PatchRuntime {
 
   /**
    * Sizes the memory for `edits` (tensor info and op pairs): the ring (at least two of the
-   * largest row), the directions and the fixed column sums; starts the workers.
+   * largest row plus a page), the directions and the fixed column sums; starts the workers.
    */
   static create(
     directions: Directions,
@@ -183,7 +189,10 @@ export class PatchRuntime {
       }
     }
     const workers = options.kernelWorkers ?? DEFAULT_KERNEL_WORKERS;
-    const ringBytes = up(Math.max(options.ringBytes ?? DEFAULT_RING_BYTES, 2 * (maxRow + ALIGN)));
+    // Two of the largest row in flight, each with room to be placed for direct I/O.
+    const ringBytes = up(
+      Math.max(options.ringBytes ?? DEFAULT_RING_BYTES, 2 * (maxRow + ALIGN + DIRECT_ALIGN)),
+    );
     // The kernels read the unit direction as f32 (the edit is f32 arithmetic).
     const dirBytes = up(h * 4);
     const fixedBytes = sumsBytes(maxN, workers);
@@ -210,8 +219,11 @@ export class PatchRuntime {
   }
 
   /**
-   * A ring block of `bytes + extra` bytes holding `bytes` read from `source` at `offset`; the
-   * block goes back to the ring if the read fails.
+   * A ring block holding `bytes` read from `source` at `offset` (`view`), with `extra` more bytes
+   * from `up(view end)`; the block goes back to the ring if the read fails. With `at`, the output
+   * file position the bytes are written to, the view starts at an address that is congruent to
+   * `at` modulo the page size, so a direct-I/O output writes its whole pages from the view itself
+   * (the shared memory starts on a page boundary).
    */
   private async readBlock(
     source: ByteSource,
@@ -219,9 +231,13 @@ export class PatchRuntime {
     bytes: number,
     extra: number,
     signal?: AbortSignal,
+    at?: number,
   ): Promise<{ block: RingBlock; view: Uint8Array }> {
-    const block = await this.ring.alloc(extra > 0 ? up(bytes) + extra : bytes, signal);
-    const view = this.view(block.offset, bytes);
+    const lead = at === undefined ? 0 : DIRECT_ALIGN;
+    const size = extra > 0 || lead > 0 ? up(bytes) + extra + lead : bytes;
+    const block = await this.ring.alloc(size, signal);
+    const shift = at === undefined ? 0 : (((at - block.offset) % lead) + lead) % lead;
+    const view = this.view(block.offset + shift, bytes);
     try {
       await source.read(offset, bytes, view, signal);
     } catch (err) {
@@ -239,11 +255,18 @@ export class PatchRuntime {
     out: OrderedWrites,
     signal?: AbortSignal,
   ): Promise<void> {
-    const chunkMax = Math.min(COPY_CHUNK_BYTES, this.limit);
+    const chunkMax = Math.min(COPY_CHUNK_BYTES, this.limit - DIRECT_ALIGN);
     for (let done = 0; done < length; ) {
       if (out.failed) break;
       const n = Math.min(chunkMax, length - done);
-      const { block, view } = await this.readBlock(source, offset + done, n, 0, signal);
+      const { block, view } = await this.readBlock(
+        source,
+        offset + done,
+        n,
+        0,
+        signal,
+        out.position,
+      );
       out.push(block, view, Promise.resolve(), signal);
       done += n;
     }
@@ -270,20 +293,23 @@ export class PatchRuntime {
       const rowBytes = h * size;
       const wasm = dtype === "BF16" && h % 8 === 0;
       const extra = wasm ? up(ROW_STATS * 8) * this.workers.parallelism : 0;
-      const perChunk = Math.max(1, Math.floor((this.limit - extra - ALIGN) / rowBytes));
+      const room = this.limit - extra - ALIGN - (wasm ? DIRECT_ALIGN : 0);
+      const perChunk = Math.max(1, Math.floor(room / rowBytes));
       for (let k = 0; k < rows && !out.failed; k += perChunk) {
         signal?.throwIfAborted();
         const count = Math.min(perChunk, rows - k);
         const bytes = count * rowBytes;
+        // The wasm kernels take any address; the JavaScript ones keep the 64-byte alignment.
         const { block, view } = await this.readBlock(
           source,
           t.offset + k * rowBytes,
           bytes,
           extra,
           signal,
+          wasm ? out.position : undefined,
         );
         const done = wasm
-          ? this.rowsWasm(block.offset, up(bytes), count, op, lambda)
+          ? this.rowsWasm(view.byteOffset, up(view.byteOffset + bytes), count, op, lambda)
           : this.rowsJs(view, dtype, count, op, lambda);
         parts.push(done);
         out.push(block, view, done, signal);
@@ -299,16 +325,18 @@ export class PatchRuntime {
     for (let s = 0; s < slices && !out.failed; s++) {
       signal?.throwIfAborted();
       const base = t.offset + s * sliceBytes;
-      if (up(sliceBytes) + perBlockSums <= this.limit) {
+      if (up(sliceBytes) + perBlockSums + (wasm ? DIRECT_ALIGN : 0) <= this.limit) {
         const { block, view } = await this.readBlock(
           source,
           base,
           sliceBytes,
           perBlockSums,
           signal,
+          wasm ? out.position : undefined,
         );
+        const src = view.byteOffset;
         const done = wasm
-          ? this.sliceWasm(block.offset, block.offset + up(sliceBytes), 0, h, n, op, lambda, true)
+          ? this.sliceWasm(src, up(src + sliceBytes), 0, h, n, op, lambda, true)
           : Promise.resolve(this.sliceJs(view, dtype, n, op, lambda));
         parts.push(done);
         out.push(block, view, done, signal);
@@ -335,8 +363,8 @@ export class PatchRuntime {
     const h = this.directions.hidden;
     const size = dtype === "F32" ? 4 : 2;
     const rowBytes = n * size;
-    const perChunk = Math.max(1, Math.floor(this.limit / rowBytes));
     const wasm = dtype === "BF16";
+    const perChunk = Math.max(1, Math.floor((this.limit - (wasm ? DIRECT_ALIGN : 0)) / rowBytes));
     const r = this.directions.rows[op.directionRow]!;
     const sumsJs = wasm ? undefined : this.scratch.columns(n);
     if (wasm)
@@ -381,9 +409,10 @@ export class PatchRuntime {
         count * rowBytes,
         0,
         signal,
+        wasm ? out.position : undefined,
       );
       let p: Promise<unknown>;
-      if (wasm) p = this.apply(block.offset, k, count, n, op, this.fixedSums);
+      if (wasm) p = this.apply(view.byteOffset, k, count, n, op, this.fixedSums);
       else {
         diff += applyHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.scratch);
         p = Promise.resolve();
@@ -534,11 +563,11 @@ export class PatchRuntime {
     return stats;
   }
 
-  private async rowsWasm(src: number, statsAt: number, count: number, op: EditOp, lambda: number) {
+  /** Edits `count` rows at `src`; `at` is a 64-byte aligned scratch area for the statistics. */
+  private async rowsWasm(src: number, at: number, count: number, op: EditOp, lambda: number) {
     const h = this.directions.hidden;
     const p = this.workers.parallelism;
     const slot = up(ROW_STATS * 8);
-    const at = src + statsAt;
     this.workers.bytes.fill(0, at, at + slot * p);
     const dir = this.dirOffsets[op.directionRow]!;
     const np = this.method === "norm-preserving" ? 1 : 0;

@@ -12,6 +12,7 @@ export {
   createStoreOutput,
   type LocalOutputOptions,
   type OutputFolder,
+  type OutputIo,
 } from "./output.ts";
 export {
   type AbliterationReport,

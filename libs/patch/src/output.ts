@@ -5,7 +5,7 @@ import { basename, dirname, join } from "node:path";
 import { createArtifactWriter, type ObjectStore, processAlive } from "@abl/store";
 import { type ByteSink, writeFully } from "@abl/tensor";
 import { PatchError } from "./errors.ts";
-import { pageAlignedBytes } from "./workers.ts";
+import { addressResidue, pageAlignedBytes } from "./workers.ts";
 
 /**
  * Where a patched checkpoint is written. Files appear only on `publish`: a local folder is renamed
@@ -17,6 +17,18 @@ export interface OutputFolder {
   file(name: string, size: number, signal?: AbortSignal): Promise<ByteSink>;
   publish(meta: Record<string, unknown>): Promise<void>;
   abort(): Promise<void>;
+  /** Local folders: how the bytes written so far reached the files. */
+  readonly io?: OutputIo;
+}
+
+/** Bytes written by each path of a local output (see {@link LocalOutputOptions.directIo}). */
+export interface OutputIo {
+  /** Direct I/O straight from the caller's memory (its addresses lined up with the pages). */
+  readonly direct: number;
+  /** Direct I/O through a staging slot (the caller's memory did not line up). */
+  readonly staged: number;
+  /** Through the page cache: edges of pages, small files, or direct I/O off or refused. */
+  readonly buffered: number;
 }
 
 const TEMP_MARK = ".abl-tmp-";
@@ -114,8 +126,10 @@ export async function createLocalOutput(
   await mkdir(tmp);
   const open_: FileHandle[] = [];
   const staging = options.directIo === false ? undefined : new DirectStaging();
+  const io = { direct: 0, staged: 0, buffered: 0 };
   return {
     location: dir,
+    io,
     async file(name, size, signal) {
       signal?.throwIfAborted();
       const path = join(tmp, name);
@@ -135,47 +149,65 @@ export async function createLocalOutput(
       let direct = directHandle;
       let written = 0;
       let closed = false;
-      const buffered = (chunk: Uint8Array, position: number, sig?: AbortSignal) =>
-        writeFully(fh, chunk, position, { pieceBytes: WRITE_PIECE_BYTES, signal: sig });
-      /** The whole pages of a piece go direct (through a staging slot); its edges buffered. */
-      const directPiece = async (piece: Uint8Array, position: number, sig?: AbortSignal) => {
-        const start = Math.ceil(position / DIRECT_ALIGN) * DIRECT_ALIGN;
-        const end = Math.floor((position + piece.byteLength) / DIRECT_ALIGN) * DIRECT_ALIGN;
-        if (end <= start) return buffered(piece, position, sig);
-        const body = piece.subarray(start - position, end - position);
-        const slot = await (staging as DirectStaging).take();
+      const buffered = async (chunk: Uint8Array, position: number, sig?: AbortSignal) => {
+        await writeFully(fh, chunk, position, { pieceBytes: WRITE_PIECE_BYTES, signal: sig });
+        io.buffered += chunk.byteLength;
+      };
+      /**
+       * Writes `bytes` (page-aligned memory) at `position` with direct I/O; returns how many
+       * bytes went. A refusal (EINVAL: other alignment rules) turns direct writes off for the file.
+       */
+      const writeDirect = async (bytes: Uint8Array, position: number, sig?: AbortSignal) => {
         let done = 0;
-        try {
-          slot.set(body);
-          while (direct && done < body.byteLength) {
-            sig?.throwIfAborted();
-            let n = 0;
-            try {
-              n = (await direct.write(slot, done, body.byteLength - done, start + done))
-                .bytesWritten;
-            } catch (err) {
-              // EINVAL: a filesystem or device with other alignment rules refused it.
-              if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
-            }
-            done += n;
-            if (n === 0 || n % DIRECT_ALIGN !== 0) direct = undefined;
+        while (direct && done < bytes.byteLength) {
+          sig?.throwIfAborted();
+          let n = 0;
+          try {
+            n = (await direct.write(bytes, done, bytes.byteLength - done, position + done))
+              .bytesWritten;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
           }
-        } finally {
-          (staging as DirectStaging).give(slot);
+          done += n;
+          if (n === 0 || n % DIRECT_ALIGN !== 0) direct = undefined;
+        }
+        return done;
+      };
+      /**
+       * The whole pages of `chunk` go direct, its partial edge pages through the page cache.
+       * From the chunk's own memory when its addresses line up with the file's pages (the
+       * patcher places its reads so), else through a staging slot, one piece at a time.
+       */
+      const putDirect = async (chunk: Uint8Array, position: number, sig?: AbortSignal) => {
+        const start = Math.ceil(position / DIRECT_ALIGN) * DIRECT_ALIGN;
+        const end = Math.floor((position + chunk.byteLength) / DIRECT_ALIGN) * DIRECT_ALIGN;
+        if (end <= start) return buffered(chunk, position, sig);
+        const body = chunk.subarray(start - position, end - position);
+        let done = 0;
+        if (addressResidue(body, DIRECT_ALIGN) === 0) {
+          done = await writeDirect(body, start, sig);
+          io.direct += done;
+        } else {
+          const slots = staging as DirectStaging;
+          while (direct && done < body.byteLength) {
+            const slot = await slots.take();
+            try {
+              const piece = body.subarray(done, done + slots.slotBytes);
+              slot.set(piece);
+              const n = await writeDirect(slot.subarray(0, piece.byteLength), start + done, sig);
+              done += n;
+              io.staged += n;
+            } finally {
+              slots.give(slot);
+            }
+          }
         }
         await buffered(body.subarray(done), start + done, sig);
-        await buffered(piece.subarray(0, start - position), position, sig);
-        await buffered(piece.subarray(end - position), end, sig);
+        await buffered(chunk.subarray(0, start - position), position, sig);
+        await buffered(chunk.subarray(end - position), end, sig);
       };
-      const putAt = async (chunk: Uint8Array, position: number, sig?: AbortSignal) => {
-        if (!direct) return buffered(chunk, position, sig);
-        for (let at = 0; at < chunk.byteLength; at += DIRECT_PIECE_BYTES)
-          await directPiece(
-            chunk.subarray(at, Math.min(chunk.byteLength, at + DIRECT_PIECE_BYTES)),
-            position + at,
-            sig,
-          );
-      };
+      const putAt = (chunk: Uint8Array, position: number, sig?: AbortSignal) =>
+        direct ? putDirect(chunk, position, sig) : buffered(chunk, position, sig);
       return {
         name: join(dir, name),
         get written() {

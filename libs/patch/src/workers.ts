@@ -24,10 +24,26 @@ const WASM_PAGE = 65536;
  * a malloc mapping. For direct I/O staging, where addresses must be aligned.
  */
 export function pageAlignedBytes(bytes: number): Uint8Array {
+  return new Uint8Array(pageAlignedMemory(bytes).buffer);
+}
+
+/** Buffers whose first byte sits on a page boundary (the WebAssembly memories made here). */
+const pageAligned = new WeakSet<ArrayBufferLike>();
+
+/** A shared WebAssembly memory of `bytes` (rounded up to whole wasm pages), page-aligned. */
+function pageAlignedMemory(bytes: number): SharedMemory {
   const pages = Math.ceil(bytes / WASM_PAGE);
-  return new Uint8Array(
-    new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer,
-  );
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  pageAligned.add(memory.buffer);
+  return memory;
+}
+
+/**
+ * The address of `view`'s first byte modulo `align` (a power of two up to the page size), when
+ * it is known: `view` lies in memory made by {@link pageAlignedBytes} or {@link PatchWorkers}.
+ */
+export function addressResidue(view: Uint8Array, align: number): number | undefined {
+  return pageAligned.has(view.buffer) ? view.byteOffset % align : undefined;
 }
 
 /**
@@ -180,8 +196,7 @@ export class PatchWorkers {
       throw new PatchError(`patch memory of ${bytes} bytes exceeds the 4 GiB WebAssembly limit`);
     if (!Number.isInteger(kernelWorkers) || kernelWorkers < 1)
       throw new PatchError(`kernel workers must be a positive integer, got ${kernelWorkers}`);
-    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-    return new PatchWorkers(memory, kernelWorkers);
+    return new PatchWorkers(pageAlignedMemory(bytes), kernelWorkers);
   }
 
   /** Number of kernel workers (work is split this many ways). */

@@ -59,6 +59,8 @@ export function encodeSafetensorsHeader(
  */
 export interface SafetensorsWriter {
   readonly header: EncodedHeader;
+  /** File position of the next data byte: where the next `write` or `claim` places its bytes. */
+  readonly position: number;
   /** Appends bytes of the current tensor (moves to the next when one is complete). */
   write(chunk: Uint8Array, signal?: AbortSignal): Promise<void>;
   /**
@@ -99,6 +101,9 @@ export async function createSafetensorsWriter(
   const writeAt = sink.writeAt?.bind(sink);
   return {
     header,
+    get position() {
+      return header.bytes.byteLength + data;
+    },
     async write(chunk, sig) {
       room(chunk.byteLength);
       await sink.write(chunk, sig);
