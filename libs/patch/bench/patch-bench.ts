@@ -8,7 +8,8 @@
  * (see ../shared/reference/machine.md). Everything lives under a temp folder that is deleted at
  * the end. Flags: --layers N (default 36, the real depth; fewer for a quick run), --reps N
  * (default 3: the local tools run in turns, N times each, and the table shows medians, because
- * page-cache writes on these VMs vary run to run by up to 2×), --keep, --no-s3 (skip MinIO).
+ * page-cache writes on these VMs vary run to run by up to 2×), --keep, --no-s3 (skip MinIO),
+ * --no-torch (skip the PyTorch baseline, for quick looks at abl against `cp`).
  *
  * Besides `cp -r`, the table has `cp -r + sha256`: the copy followed by `openssl dgst -sha256` of
  * the copied shards, the least any tool pays that, like `abl patch`, records the sha256 of every
@@ -202,6 +203,7 @@ async function main(): Promise<void> {
       layers: { type: "string" },
       keep: { type: "boolean" },
       "no-s3": { type: "boolean" },
+      "no-torch": { type: "boolean" },
       reps: { type: "string" },
     },
   });
@@ -333,7 +335,7 @@ async function main(): Promise<void> {
     }
 
     // torch last: it is the slowest, and a shared machine may cut a long run short.
-    for (let rep = 0; rep < reps; rep++) {
+    for (let rep = 0; rep < (values["no-torch"] ? 0 : reps); rep++) {
       for (const [label, env] of [
         ["torch_patch.py", process.env],
         ["torch_patch.py hugetlb=1", { ...process.env, GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" }],
@@ -374,17 +376,18 @@ async function main(): Promise<void> {
       };
     });
     const cpWall = summary.find((r) => r.tool === "cp -r")!.wall;
-    const bestTorch = Math.min(
-      ...summary.filter((r) => r.tool.startsWith("torch")).map((r) => r.wall),
-    );
+    const torch = summary.filter((r) => r.tool.startsWith("torch")).map((r) => r.wall);
+    const bestTorch = torch.length > 0 ? Math.min(...torch) : Number.NaN;
     console.log(
       `\npatch benchmark: ${(size / 1e9).toFixed(3)} GB, ${layers} layers, warm page cache, 2-vCPU VM, medians of ${reps} turns\n`,
     );
+    /** Two decimals; a dash for what was not run. */
+    const num = (x: number) => (Number.isNaN(x) ? "—" : x.toFixed(2));
     console.log("| tool | median s | range s | × cp | × best torch | peak RSS MiB | note |");
     console.log("|---|---:|---:|---:|---:|---:|---|");
     for (const r of summary) {
       console.log(
-        `| ${r.tool} | ${r.wall.toFixed(2)} | ${r.range} | ${(r.wall / cpWall).toFixed(2)} | ${(r.wall / bestTorch).toFixed(2)} | ${r.rss ?? "?"} | ${r.note} |`,
+        `| ${r.tool} | ${num(r.wall)} | ${r.range} | ${num(r.wall / cpWall)} | ${num(r.wall / bestTorch)} | ${r.rss ?? "?"} | ${r.note} |`,
       );
     }
   } finally {
