@@ -18,6 +18,9 @@ import {
   buildPlan,
   createLocalOutput,
   createStoreOutput,
+  DEFAULT_BUFFER_BYTES,
+  DEFAULT_SHARDS_AT_ONCE,
+  DEFAULT_SHARED_BUFFER_BYTES,
   type OutputFolder,
   type PatchMethod,
   parseDirectionFile,
@@ -48,6 +51,8 @@ options:
   --writer T:AXIS:REGEX explicit residual writer rule (repeatable; AXIS -1 or -2), for
                         architectures without an adapter
   --fsync               fsync output files before publishing (local output)
+  --shards-at-once N    shards patched at once, each hashed on its own thread (local output;
+                        default ${DEFAULT_SHARDS_AT_ONCE}, with a ${DEFAULT_SHARED_BUFFER_BYTES >> 20} MiB buffer; 1 uses ${DEFAULT_BUFFER_BYTES >> 20} MiB)
   --json                print the result as one JSON object on stdout
 S3: ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY, ABL_S3_SECRET_KEY (AWS_* names also work).`;
 
@@ -170,6 +175,7 @@ export const patchCommand: Command = {
         "keep-tied": { type: "boolean" },
         writer: { type: "string", multiple: true },
         fsync: { type: "boolean" },
+        "shards-at-once": { type: "string" },
         json: { type: "boolean" },
       },
     }).valueOf() as { values: Record<string, string | boolean | string[] | undefined> };
@@ -179,6 +185,14 @@ export const patchCommand: Command = {
     const outArg = str("out");
     if (!model || !directionArg || !outArg)
       throw new UsageError("--model, --direction and --out are required");
+    const atOnceArg = str("shards-at-once");
+    const shardsAtOnce = atOnceArg === undefined ? undefined : Number(atOnceArg);
+    if (shardsAtOnce !== undefined && !(Number.isInteger(shardsAtOnce) && shardsAtOnce >= 1))
+      throw new UsageError(`--shards-at-once must be a positive integer, got "${atOnceArg}"`);
+    if (shardsAtOnce !== undefined && shardsAtOnce > 1 && outArg.startsWith("s3://"))
+      throw new UsageError(
+        `--shards-at-once ${shardsAtOnce} needs a local --out; an object store takes one file at a time`,
+      );
     const method = (str("method") ?? "project") as PatchMethod;
     if (method !== "project" && method !== "norm-preserving")
       throw new UsageError(`--method must be project or norm-preserving, got "${method}"`);
@@ -240,7 +254,10 @@ export const patchCommand: Command = {
       out = await createLocalOutput(outArg, { fsync: v.fsync === true });
     }
     const bar = progressBar();
-    const gen = patchCheckpoint(ck, plan, out, { signal });
+    const gen = patchCheckpoint(ck, plan, out, {
+      signal,
+      ...(shardsAtOnce === undefined ? {} : { shardsAtOnce }),
+    });
     let report: AbliterationReport;
     let totalBytes = 0;
     for (;;) {

@@ -45,6 +45,8 @@ const ROW_STATS = 6;
 export interface RuntimeOptions {
   readonly ringBytes?: number;
   readonly kernelWorkers?: number;
+  /** Hashing workers: one per output file written at once (default 1). */
+  readonly hashWorkers?: number;
 }
 
 /**
@@ -155,7 +157,10 @@ export class OrderedWrites {
  */
 export class PatchRuntime {
   private readonly scratch = new KernelScratch();
-  private twoPass: Promise<unknown> = Promise.resolve();
+  /** The JavaScript kernels' buffers for big slices, which keep them across reads. */
+  private readonly bigScratch = new KernelScratch();
+  /** Settles when the big slice in progress is done (they run one at a time). */
+  private twoPass: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly workers: PatchWorkers,
@@ -198,7 +203,7 @@ export class PatchRuntime {
     const fixedBytes = sumsBytes(maxN, workers);
     const dirArea = dirBytes * directions.rows.length;
     const total = dirArea + fixedBytes + ringBytes;
-    const pw = PatchWorkers.create(total, workers);
+    const pw = PatchWorkers.create(total, workers, options.hashWorkers ?? 1);
     const offsets = directions.rows.map((r, i) => {
       const off = i * dirBytes;
       new Float32Array(pw.memory.buffer, off, h).set(r);
@@ -347,7 +352,10 @@ export class PatchRuntime {
     return { stats: mergeAll(parts) };
   }
 
-  /** A `[hidden, n]` slice larger than half the ring: pass 1 reads it for the sums, pass 2 edits. */
+  /**
+   * A `[hidden, n]` slice larger than half the ring: pass 1 reads it for the sums, pass 2 edits.
+   * The fixed sums area serves one big slice at a time, whichever file it belongs to.
+   */
   private async bigSlice(
     source: ByteSource,
     base: number,
@@ -358,15 +366,39 @@ export class PatchRuntime {
     out: OrderedWrites,
     signal?: AbortSignal,
   ): Promise<{ done: Promise<EditStats> }> {
-    // The fixed sums area serves one big slice at a time.
-    await this.twoPass;
+    const previous = this.twoPass;
+    let unlock = () => {};
+    this.twoPass = new Promise<void>((resolve) => {
+      unlock = resolve;
+    });
+    await previous;
+    try {
+      const r = await this.bigSliceAlone(source, base, dtype, n, op, lambda, out, signal);
+      r.done.then(unlock, unlock);
+      return r;
+    } catch (err) {
+      unlock();
+      throw err;
+    }
+  }
+
+  private async bigSliceAlone(
+    source: ByteSource,
+    base: number,
+    dtype: FloatDType,
+    n: number,
+    op: EditOp,
+    lambda: number,
+    out: OrderedWrites,
+    signal?: AbortSignal,
+  ): Promise<{ done: Promise<EditStats> }> {
     const h = this.directions.hidden;
     const size = dtype === "F32" ? 4 : 2;
     const rowBytes = n * size;
     const wasm = dtype === "BF16";
     const perChunk = Math.max(1, Math.floor((this.limit - (wasm ? DIRECT_ALIGN : 0)) / rowBytes));
     const r = this.directions.rows[op.directionRow]!;
-    const sumsJs = wasm ? undefined : this.scratch.columns(n);
+    const sumsJs = wasm ? undefined : this.bigScratch.columns(n);
     if (wasm)
       this.workers.bytes.fill(
         0,
@@ -381,7 +413,7 @@ export class PatchRuntime {
       const view = this.view(block.offset, count * rowBytes);
       try {
         await source.read(base + k * rowBytes, count * rowBytes, view, signal);
-        if (!wasm) accumulateHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.scratch);
+        if (!wasm) accumulateHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.bigScratch);
       } catch (err) {
         this.ring.release(block);
         throw err;
@@ -414,7 +446,7 @@ export class PatchRuntime {
       let p: Promise<unknown>;
       if (wasm) p = this.apply(view.byteOffset, k, count, n, op, this.fixedSums);
       else {
-        diff += applyHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.scratch);
+        diff += applyHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.bigScratch);
         p = Promise.resolve();
       }
       pass2.push(p);
@@ -429,7 +461,6 @@ export class PatchRuntime {
       }
       return stats;
     });
-    this.twoPass = done.catch(() => {});
     return { done };
   }
 

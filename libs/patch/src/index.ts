@@ -17,6 +17,8 @@ export {
 export {
   type AbliterationReport,
   DEFAULT_BUFFER_BYTES,
+  DEFAULT_SHARDS_AT_ONCE,
+  DEFAULT_SHARED_BUFFER_BYTES,
   type PatchEvent,
   type PatchOptions,
   patchCheckpoint,

@@ -13,7 +13,9 @@ import { addressResidue, pageAlignedBytes } from "./workers.ts";
  */
 export interface OutputFolder {
   readonly location: string;
-  /** A sink for the file `name` of exactly `size` bytes. One file at a time. */
+  /** True when several files may be written at once; otherwise one file at a time. */
+  readonly concurrentFiles: boolean;
+  /** A sink for the file `name` of exactly `size` bytes. */
   file(name: string, size: number, signal?: AbortSignal): Promise<ByteSink>;
   publish(meta: Record<string, unknown>): Promise<void>;
   abort(): Promise<void>;
@@ -129,6 +131,7 @@ export async function createLocalOutput(
   const io = { direct: 0, staged: 0, buffered: 0 };
   return {
     location: dir,
+    concurrentFiles: true,
     io,
     async file(name, size, signal) {
       signal?.throwIfAborted();
@@ -321,6 +324,8 @@ export function createStoreOutput(store: ObjectStore, prefix: string): OutputFol
   const pending: Promise<unknown>[] = [];
   return {
     location: `${store.location}/${prefix}`,
+    // Each upload holds a part buffer of the store client: one at a time bounds the memory.
+    concurrentFiles: false,
     async file(name, size, signal) {
       const ch = channel();
       const opts = signal ? { size, signal } : { size };

@@ -11,6 +11,7 @@ import {
   type TensorSpec,
 } from "@abl/tensor";
 import { DEFAULT_RING_BYTES, OrderedWrites, PatchRuntime } from "./edit-pipeline.ts";
+import { PatchError } from "./errors.ts";
 import type { EditStats } from "./kernels.ts";
 import type { OutputFolder } from "./output.ts";
 import type { EditOp, PatchPlan } from "./plan.ts";
@@ -90,11 +91,33 @@ export interface AbliterationReport {
 /** Options of {@link patchCheckpoint}. */
 export interface PatchOptions {
   readonly signal?: AbortSignal;
-  /** Ring size in bytes (default {@link DEFAULT_BUFFER_BYTES}). */
+  /**
+   * Ring size in bytes (default {@link DEFAULT_BUFFER_BYTES}, or {@link DEFAULT_SHARED_BUFFER_BYTES}
+   * when several shards are patched at once).
+   */
   readonly bufferBytes?: number;
   /** Threads the bf16 edit splits across (default 2; hashing has a thread of its own). */
   readonly kernelWorkers?: number;
+  /**
+   * Shards patched at once, each with a hashing thread of its own (default
+   * {@link DEFAULT_SHARDS_AT_ONCE} when the output takes several files at once, else 1). They
+   * share the ring.
+   */
+  readonly shardsAtOnce?: number;
 }
+
+/**
+ * Shards patched at once by default. The sha256 of a file is one sequential stream, so with one
+ * shard at a time its hashing thread bounds the patch (6.6 s of the 8.8 GB bench patch at
+ * 1.3 GB/s); several spread the hashing over the cores. Measured on the 3-shard bench checkpoint
+ * (alternating runs, medians of 3): one 10.5 s, two 9.9 s, three 8.7 s.
+ */
+export const DEFAULT_SHARDS_AT_ONCE = 3;
+/**
+ * Default ring when several shards share it: 256 MiB, where three at once ran 8.0 s against
+ * 8.7 s with 128 MiB and 8.4 s with 192 MiB, at 435 MiB peak RSS.
+ */
+export const DEFAULT_SHARED_BUFFER_BYTES = 2 * DEFAULT_RING_BYTES;
 
 /** Name of the report file. */
 export const REPORT_NAME = "abliteration.json";
@@ -158,6 +181,20 @@ export async function* patchCheckpoint(
   const shardFiles = new Set(ck.shards.map((s) => s.file));
   const totalBytes =
     ck.fileList.reduce((a, f) => a + f.size, 0) + (untieInfo?.info.byteLength ?? 0);
+  const atOnce = Math.min(
+    ck.shards.length,
+    options.shardsAtOnce ?? (out.concurrentFiles ? DEFAULT_SHARDS_AT_ONCE : 1),
+  );
+  const refusal =
+    !Number.isInteger(atOnce) || atOnce < 1
+      ? `shards at once must be a positive integer, got ${options.shardsAtOnce}`
+      : atOnce > 1 && !out.concurrentFiles
+        ? `${out.location} takes one file at a time; shards at once must be 1`
+        : undefined;
+  if (refusal) {
+    await out.abort();
+    throw new PatchError(refusal);
+  }
   yield {
     type: "start",
     totalBytes,
@@ -172,7 +209,9 @@ export async function* patchCheckpoint(
       if (op) edits.push({ info: t, op });
     }
   const runtime = PatchRuntime.create(plan.directions, plan.method, edits, {
-    ringBytes: options.bufferBytes ?? DEFAULT_BUFFER_BYTES,
+    ringBytes:
+      options.bufferBytes ?? (atOnce > 1 ? DEFAULT_SHARED_BUFFER_BYTES : DEFAULT_BUFFER_BYTES),
+    hashWorkers: atOnce,
     ...(options.kernelWorkers !== undefined ? { kernelWorkers: options.kernelWorkers } : {}),
   });
   const files: { name: string; size: number; sha256: string }[] = [];
@@ -195,8 +234,13 @@ export async function* patchCheckpoint(
 
   try {
     const digest = await inputDigest(ck, signal);
-    for (const shard of ck.shards) {
-      signal?.throwIfAborted();
+    /** Patches one shard; reports progress through `emit`. */
+    const patchShard = async (
+      shard: (typeof ck.shards)[number],
+      reports: TensorReport[],
+      emit: (e: PatchEvent) => void,
+      sig: AbortSignal,
+    ) => {
       const extra = untieInfo && untieInfo.file === shard.file ? untieInfo.info : undefined;
       const specs: TensorSpec[] = shard.header.tensors.map((t) => ({
         name: t.name,
@@ -212,15 +256,15 @@ export async function* patchCheckpoint(
       try {
         // The output size is known up front (same tensors, maybe lm_head): object stores want it.
         const outSize = encodeSafetensorsHeader(specs, shard.header.metadata).fileSize;
-        const sink = await out.file(shard.file, outSize, signal);
-        writer = await createSafetensorsWriter(sink, specs, shard.header.metadata, signal);
+        const sink = await out.file(shard.file, outSize, sig);
+        writer = await createSafetensorsWriter(sink, specs, shard.header.metadata, sig);
         writes = new OrderedWrites(writer, hash, runtime.ring);
         const tensors = shard.header.tensors;
         for (let i = 0; i < tensors.length && !writes.failed; ) {
           const t = tensors[i]!;
           const op = plan.edits.get(t.name);
           if (op) {
-            const { stats } = await runtime.edit(source, t, op, writes, signal);
+            const { stats } = await runtime.edit(source, t, op, writes, sig);
             // Observed here so a failure surfaces through the writes, not as an unhandled rejection.
             stats.catch(() => {});
             pending.push({ t, op, stats });
@@ -233,19 +277,19 @@ export async function* patchCheckpoint(
             while (j < tensors.length && !plan.edits.has(tensors[j]!.name)) j++;
             const start = t.offset;
             const end = tensors[j - 1]!.offset + tensors[j - 1]!.byteLength;
-            await runtime.copy(source, start, end - start, writes, signal);
+            await runtime.copy(source, start, end - start, writes, sig);
             bytesDone += end - start;
             tensorsDone += j - i;
             i = j;
           }
-          yield { type: "progress", bytes: bytesDone, tensors: tensorsDone, file: shard.file };
+          emit({ type: "progress", bytes: bytesDone, tensors: tensorsDone, file: shard.file });
         }
         if (extra && !writes.failed) {
-          await runtime.copy(source, extra.offset, extra.byteLength, writes, signal);
+          await runtime.copy(source, extra.offset, extra.byteLength, writes, sig);
           bytesDone += extra.byteLength;
         }
         await writes.drain();
-        for (const p of pending) tensorReports.push(report(p.t, p.op, await p.stats, plan.method));
+        for (const p of pending) reports.push(report(p.t, p.op, await p.stats, plan.method));
         await writer.finish();
       } catch (err) {
         await writes?.drain().catch(() => {});
@@ -259,8 +303,49 @@ export async function* patchCheckpoint(
       bytesDone += shard.header.dataStart;
       const file = { name: shard.file, size, sha256: await hash.digest() };
       files.push(file);
-      yield { type: "file", ...file };
+      emit({ type: "file", ...file });
+    };
+    // Shards run `atOnce` at a time; their events are passed on as they come. The first failure
+    // stops the others (through `stop`) and is rethrown once all have settled.
+    const perShard = ck.shards.map(() => [] as TensorReport[]);
+    const stop = new AbortController();
+    const sig = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+    const events: PatchEvent[] = [];
+    let wake: (() => void) | undefined;
+    const emit = (e: PatchEvent) => {
+      events.push(e);
+      wake?.();
+    };
+    let failure: { error: unknown } | undefined;
+    let next = 0;
+    let running = 0;
+    const startShard = () => {
+      const k = next++;
+      running++;
+      patchShard(ck.shards[k]!, perShard[k]!, emit, sig)
+        .catch((error: unknown) => {
+          failure ??= { error };
+          stop.abort(error);
+        })
+        .finally(() => {
+          running--;
+          wake?.();
+        });
+    };
+    for (;;) {
+      while (!failure && running < atOnce && next < ck.shards.length) startShard();
+      if (events.length > 0) {
+        yield events.shift()!;
+        continue;
+      }
+      if (running === 0) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      wake = undefined;
     }
+    if (failure) throw failure.error;
+    for (const r of perShard) tensorReports.push(...r);
 
     if (ck.index) {
       const map = new Map(ck.index.weightMap);

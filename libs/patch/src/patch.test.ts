@@ -5,11 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { loadCheckpoint, localCheckpointFiles } from "@abl/checkpoint";
+import { type CheckpointFiles, loadCheckpoint, localCheckpointFiles } from "@abl/checkpoint";
 import { bf16ToF32, readSafetensors, type SafetensorsFile } from "@abl/tensor";
 import { parseDirectionFile } from "./direction.ts";
 import { createLocalOutput } from "./output.ts";
-import { type AbliterationReport, patchCheckpoint } from "./patch-checkpoint.ts";
+import { type AbliterationReport, type PatchOptions, patchCheckpoint } from "./patch-checkpoint.ts";
 import { buildPlan, type PlanOptions } from "./plan.ts";
 
 const FIX = fileURLToPath(new URL("../fixtures/", import.meta.url));
@@ -409,4 +409,87 @@ test("abort mid-way leaves nothing; a rerun completes", async () => {
   const rep = await run(model, out);
   assert.equal(rep.tensors.length, 5);
   assert.deepEqual(await leftovers(dir, "aborted"), ["aborted"]);
+});
+
+test("shards patched at once: the same bytes and report as one at a time; a failing shard stops the rest", async () => {
+  const model = join(FIX, "tiny-bf16");
+  const directions = await parseDirectionFile(
+    new Uint8Array(await readFile(join(FIX, "direction.f32"))),
+    { hidden: 64 },
+  );
+  const patchInto = async (out: string, files: CheckpointFiles, options: PatchOptions) => {
+    const ck = await loadCheckpoint(files);
+    const gen = patchCheckpoint(
+      ck,
+      buildPlan(ck, directions),
+      await createLocalOutput(out),
+      options,
+    );
+    const seen = new Set<string>();
+    for (;;) {
+      const r = await gen.next();
+      if (r.done) return { report: r.value, seen };
+      if (r.value.type === "file") seen.add(r.value.name);
+    }
+  };
+  const folder = async (d: string) =>
+    Object.fromEntries(
+      await Promise.all(
+        (await readdir(d))
+          .sort()
+          .map(async (f) => [f, (await readFile(join(d, f))).toString("hex")]),
+      ),
+    );
+  // A 4 KiB ring sends the down_proj slices of both shards through the two-pass path together.
+  for (const bufferBytes of [4096, 1 << 20]) {
+    const got: Record<string, string>[] = [];
+    for (const shardsAtOnce of [1, 2]) {
+      const out = join(dir, `at-once-${bufferBytes}-${shardsAtOnce}`);
+      const { seen } = await patchInto(out, localCheckpointFiles(model), {
+        bufferBytes,
+        shardsAtOnce,
+      });
+      assert.deepEqual([...seen].sort(), [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+      ]);
+      got.push(await folder(out));
+    }
+    assert.deepEqual(got[1], got[0]);
+  }
+
+  // The second shard's reads fail after a few succeed: the error surfaces, nothing is published.
+  const local = localCheckpointFiles(model);
+  let reads = 0;
+  const failing: CheckpointFiles = {
+    ...local,
+    async open(name) {
+      const src = await local.open(name);
+      if (name !== "model-00002-of-00002.safetensors") return src;
+      return {
+        ...src,
+        name: src.name,
+        size: src.size,
+        async read(offset, length, into, signal) {
+          if (++reads > 3) throw new Error("disk went away");
+          return src.read(offset, length, into, signal);
+        },
+        close: () => src.close(),
+      };
+    },
+  };
+  await assert.rejects(
+    patchInto(join(dir, "at-once-failing"), failing, { bufferBytes: 4096, shardsAtOnce: 2 }),
+    /disk went away/,
+  );
+  assert.ok(reads > 3);
+  assert.deepEqual(await leftovers(dir, "at-once-failing"), []);
+  // A store-like output that takes one file at a time refuses more.
+  const ck = await loadCheckpoint(local);
+  const one = { ...(await createLocalOutput(join(dir, "at-once-one"))), concurrentFiles: false };
+  await assert.rejects(
+    patchCheckpoint(ck, buildPlan(ck, directions), one, { shardsAtOnce: 2 }).next(),
+    /takes one file at a time; shards at once must be 1/,
+  );
+  assert.deepEqual(await leftovers(dir, "at-once-one"), []);
 });

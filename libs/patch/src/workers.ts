@@ -164,7 +164,7 @@ class Channel {
 
 /**
  * One shared memory for everything a patch touches (I/O ring, directions, per-slice sums), the
- * kernel workers that run the SIMD edit on it, and a hashing worker that computes the sha256 of
+ * kernel workers that run the SIMD edit on it, and hashing workers that compute the sha256 of
  * output files from it, so that arithmetic, hashing and I/O overlap on separate cores.
  */
 export class PatchWorkers {
@@ -172,10 +172,10 @@ export class PatchWorkers {
   readonly memory: SharedMemory;
   readonly bytes: Uint8Array;
   private readonly kernels: Channel[];
-  private readonly hasher: Channel;
+  private readonly hashers: { channel: Channel; open: number }[];
   private nextStream = 1;
 
-  private constructor(memory: SharedMemory, kernelWorkers: number) {
+  private constructor(memory: SharedMemory, kernelWorkers: number, hashWorkers: number) {
     this.memory = memory;
     this.bytes = new Uint8Array(memory.buffer);
     const wasm = Buffer.from(KERNELS_WASM_BASE64, "base64");
@@ -183,20 +183,25 @@ export class PatchWorkers {
       { length: kernelWorkers },
       (_, i) => new Channel(kernelWorkerMain, { memory, wasm }, `kernel worker ${i}`),
     );
-    this.hasher = new Channel(hashWorkerMain, { buffer: memory.buffer }, "hash worker");
+    this.hashers = Array.from({ length: hashWorkers }, (_, i) => ({
+      channel: new Channel(hashWorkerMain, { buffer: memory.buffer }, `hash worker ${i}`),
+      open: 0,
+    }));
   }
 
   /**
    * Allocates `bytes` of shared memory (rounded up to 64 KiB pages, at most 4 GiB) and starts
-   * `kernelWorkers` kernel workers and one hashing worker.
+   * `kernelWorkers` kernel workers and `hashWorkers` hashing workers (one per file hashed at once).
    */
-  static create(bytes: number, kernelWorkers: number): PatchWorkers {
+  static create(bytes: number, kernelWorkers: number, hashWorkers = 1): PatchWorkers {
     const pages = Math.ceil(bytes / WASM_PAGE);
     if (pages > 65536)
       throw new PatchError(`patch memory of ${bytes} bytes exceeds the 4 GiB WebAssembly limit`);
     if (!Number.isInteger(kernelWorkers) || kernelWorkers < 1)
       throw new PatchError(`kernel workers must be a positive integer, got ${kernelWorkers}`);
-    return new PatchWorkers(pageAlignedMemory(bytes), kernelWorkers);
+    if (!Number.isInteger(hashWorkers) || hashWorkers < 1)
+      throw new PatchError(`hash workers must be a positive integer, got ${hashWorkers}`);
+    return new PatchWorkers(pageAlignedMemory(bytes), kernelWorkers, hashWorkers);
   }
 
   /** Number of kernel workers (work is split this many ways). */
@@ -209,11 +214,18 @@ export class PatchWorkers {
     await this.kernels[w % this.kernels.length]!.call({ fn, args });
   }
 
-  /** A new sha256 stream on the hashing worker. */
+  /** A new sha256 stream, on the hashing worker with the fewest streams open. */
   hashStream(): HashStream {
     const stream = this.nextStream++;
     const base = this.bytes;
-    const ch = this.hasher;
+    const worker = this.hashers.reduce((a, b) => (b.open < a.open ? b : a));
+    worker.open++;
+    let open = true;
+    const close = () => {
+      if (open) worker.open--;
+      open = false;
+    };
+    const ch = worker.channel;
     return {
       update(view: Uint8Array): Promise<void> {
         if (view.buffer === base.buffer)
@@ -224,10 +236,12 @@ export class PatchWorkers {
         return ch.call({ op: "update", stream, bytes: view.slice() }).then(() => {});
       },
       async digest(): Promise<string> {
+        close();
         const { hex } = await ch.call({ op: "digest", stream });
         return hex!;
       },
       async drop(): Promise<void> {
+        close();
         await ch.call({ op: "drop", stream }).catch(() => {});
       },
     };
@@ -235,7 +249,9 @@ export class PatchWorkers {
 
   /** Stops every worker. */
   async close(): Promise<void> {
-    await Promise.all([...this.kernels.map((k) => k.close()), this.hasher.close()]);
+    await Promise.all(
+      [...this.kernels, ...this.hashers.map((h) => h.channel)].map((c) => c.close()),
+    );
   }
 }
 
