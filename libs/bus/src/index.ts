@@ -28,7 +28,15 @@ export {
   PayloadTooLargeError,
   TerminalJobError,
 } from "./errors.ts";
-export { getJobRecord, isTerminalJob, type JobRecord, updateJobRecord } from "./job-records.ts";
+export {
+  getJobRecord,
+  isTerminalJob,
+  type JobRecord,
+  type StartedJob,
+  startStepJob,
+  updateJobRecord,
+  watchJobRecord,
+} from "./job-records.ts";
 export { createMemoryBus } from "./memory-bus.ts";
 export { MEMORY_MAX_PAYLOAD_BYTES, subjectMatches } from "./names.ts";
 export {

@@ -58,7 +58,7 @@ export interface RuntimeOptions {
 export const WRITES_IN_FLIGHT = 4;
 
 /**
- * The output side of one shard: every chunk is hashed in order on the hashing worker and
+ * The output side of one shard: every chunk is hashed in order on its hash stream and
  * written after its edit, at its position when the sink allows (several at once) or in order
  * otherwise; a chunk's ring block is released once it is hashed and written, or on failure.
  */
@@ -152,8 +152,9 @@ export class OrderedWrites {
 /**
  * The patch's working memory and threads: one shared WebAssembly memory holding the direction
  * rows (f64 and f32), a fixed area of column sums for slices too big for the ring, and the ring;
- * kernel workers that run the SIMD bf16 edit; a hashing worker. Other dtypes are edited by the
- * JavaScript kernels on the main thread, reading the same ring.
+ * kernel workers that run the SIMD bf16 edit; hashing workers, one per shard patched at once
+ * (they share the rest). Other dtypes are edited by the JavaScript kernels on the main thread,
+ * reading the same ring.
  */
 export class PatchRuntime {
   private readonly scratch = new KernelScratch();

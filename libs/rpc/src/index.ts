@@ -15,6 +15,13 @@ export {
   jobStateName,
 } from "./job-state.ts";
 export {
+  type JobRecordFields,
+  jobProgress,
+  jobStatus,
+  requireJobRecord,
+  type StepKind,
+} from "./job-status.ts";
+export {
   type RunGrpcServiceOptions,
   type RunningGrpcService,
   runGrpcService,

@@ -1,17 +1,19 @@
-import type { Bus, Kv } from "@abl/bus";
+import { type Bus, type Kv, startStepJob, watchJobRecord } from "@abl/bus";
 import { type ActivationsMeta, ContrastSetError, type SourceContext } from "@abl/refusal";
 import {
   type CaptureService,
   type GetCaptureResponseSchema,
-  jobStateFromName,
+  jobProgress,
+  jobStatus,
   RpcError,
+  requireJobRecord,
   type ServiceImpl,
+  type StepKind,
 } from "@abl/rpc";
 import { artifactExists, type ObjectStore, readArtifact } from "@abl/store";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { CAPTURE_JOB_KIND, captureJobFromRequest } from "./capture-request.ts";
-import { type CaptureRecord, getRecord, isTerminal, updateRecord } from "./job-records.ts";
+import { getRecord } from "./job-records.ts";
 
 /** Dependencies of the CaptureService handlers. */
 export interface CaptureHandlerOptions {
@@ -22,27 +24,8 @@ export interface CaptureHandlerOptions {
   readonly sources?: SourceContext;
 }
 
-function progressOf(jobId: string, r: CaptureRecord) {
-  return {
-    jobId,
-    step: "capture",
-    done: BigInt(Math.max(0, Math.round(r.done))),
-    total: BigInt(Math.max(0, Math.round(r.total))),
-    unit: "prompts",
-    message: r.message,
-    timestamp: timestampFromDate(new Date(r.updatedAt)),
-    state: jobStateFromName(r.state),
-    ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
-  };
-}
-
-async function mustGet(kv: Kv, jobId: string): Promise<CaptureRecord> {
-  if (!/^[0-9a-f]{64}$/.test(jobId))
-    throw new RpcError("INVALID_ARGUMENT", `job id "${jobId}" is not a step key`);
-  const r = await getRecord(kv, jobId);
-  if (!r) throw new RpcError("NOT_FOUND", `no capture job ${jobId}`);
-  return r;
-}
+/** The capture step on the wire: progress counts prompts. */
+const CAPTURE: StepKind = { step: "capture", unit: "prompts" };
 
 /**
  * CaptureService: StartCapture resolves the prompts, computes the step key and answers from the
@@ -63,42 +46,15 @@ export function createCaptureHandlers(
           throw new RpcError("INVALID_ARGUMENT", err.message, { cause: err });
         throw err;
       }
-      const key = job.stepKey;
-      const rec = await getRecord(kv, key);
-      if (await artifactExists(store, job.outputKey)) {
-        if (rec?.state !== "succeeded")
-          await updateRecord(kv, key, rec, {
-            state: "succeeded",
-            cached: true,
-            outputKey: job.outputKey,
-            message: "served from the store",
-          });
-        return { jobId: key, stepKey: key, cached: true };
-      }
-      if (!rec || rec.state === "failed" || rec.state === "cancelled") {
-        await updateRecord(kv, key, undefined, {
-          state: "queued",
-          outputKey: job.outputKey,
-          message: "queued",
-        });
-      }
-      await bus.publishJob(CAPTURE_JOB_KIND, job, { id: key });
-      return { jobId: key, stepKey: key, cached: false };
+      return startStepJob(bus, kv, CAPTURE_JOB_KIND, job, () =>
+        artifactExists(store, job.outputKey),
+      );
     },
 
     async getCapture(req) {
-      const r = await mustGet(kv, req.jobId);
+      const r = await requireJobRecord(CAPTURE, req.jobId, (id) => getRecord(kv, id));
       const res: MessageInitShape<typeof GetCaptureResponseSchema> = {
-        status: {
-          jobId: req.jobId,
-          stepKey: r.stepKey,
-          state: jobStateFromName(r.state),
-          cached: r.cached,
-          progress: progressOf(req.jobId, r),
-          ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
-          createdAt: timestampFromDate(new Date(r.createdAt)),
-          updatedAt: timestampFromDate(new Date(r.updatedAt)),
-        },
+        status: jobStatus(CAPTURE, req.jobId, r),
       };
       if (r.state !== "succeeded") return res;
       const manifest = await readArtifact(store, r.outputKey);
@@ -122,15 +78,9 @@ export function createCaptureHandlers(
     },
 
     async *watchCapture(req, ctx) {
-      let r = await mustGet(kv, req.jobId);
-      yield { event: progressOf(req.jobId, r) };
-      if (isTerminal(r)) return;
-      for await (const change of kv.watch({ filter: req.jobId, signal: ctx.signal })) {
-        if (change.operation !== "put") continue;
-        r = change.value as CaptureRecord;
-        yield { event: progressOf(req.jobId, r) };
-        if (isTerminal(r)) return;
-      }
+      const first = await requireJobRecord(CAPTURE, req.jobId, (id) => getRecord(kv, id));
+      for await (const r of watchJobRecord(kv, req.jobId, first, ctx.signal))
+        yield { event: jobProgress(CAPTURE, req.jobId, r) };
     },
   };
 }

@@ -1,17 +1,18 @@
-import type { Bus, Kv } from "@abl/bus";
+import { type Bus, type Kv, startStepJob, watchJobRecord } from "@abl/bus";
 import { readDirections } from "@abl/refusal";
 import {
   type DirectionsService,
   type GetDirectionsResponseSchema,
-  jobStateFromName,
-  RpcError,
+  jobProgress,
+  jobStatus,
+  requireJobRecord,
   type ServiceImpl,
+  type StepKind,
 } from "@abl/rpc";
 import { artifactExists, type ObjectStore, readArtifact } from "@abl/store";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { DIRECTIONS_JOB_KIND, directionsJobFromRequest } from "./directions-request.ts";
-import { type DirectionsRecord, getRecord, isTerminal, updateRecord } from "./job-records.ts";
+import { getRecord } from "./job-records.ts";
 
 /** Dependencies of the DirectionsService handlers. */
 export interface DirectionsHandlerOptions {
@@ -20,27 +21,8 @@ export interface DirectionsHandlerOptions {
   readonly kv: Kv;
 }
 
-function progressOf(jobId: string, r: DirectionsRecord) {
-  return {
-    jobId,
-    step: "directions",
-    done: BigInt(Math.max(0, Math.round(r.done))),
-    total: BigInt(Math.max(0, Math.round(r.total))),
-    unit: "steps",
-    message: r.message,
-    timestamp: timestampFromDate(new Date(r.updatedAt)),
-    state: jobStateFromName(r.state),
-    ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
-  };
-}
-
-async function mustGet(kv: Kv, jobId: string): Promise<DirectionsRecord> {
-  if (!/^[0-9a-f]{64}$/.test(jobId))
-    throw new RpcError("INVALID_ARGUMENT", `job id "${jobId}" is not a step key`);
-  const r = await getRecord(kv, jobId);
-  if (!r) throw new RpcError("NOT_FOUND", `no directions job ${jobId}`);
-  return r;
-}
+/** The directions step on the wire: progress counts steps. */
+const DIRECTIONS: StepKind = { step: "directions", unit: "steps" };
 
 /** A cosine that is NaN (no neighbour or reference) goes on the wire as 0, as the proto documents. */
 function finite(x: number): number {
@@ -59,42 +41,15 @@ export function createDirectionsHandlers(
   return {
     async startDirections(req) {
       const job = await directionsJobFromRequest(req, store);
-      const key = job.stepKey;
-      const rec = await getRecord(kv, key);
-      if (await artifactExists(store, job.outputKey)) {
-        if (rec?.state !== "succeeded")
-          await updateRecord(kv, key, rec, {
-            state: "succeeded",
-            cached: true,
-            outputKey: job.outputKey,
-            message: "served from the store",
-          });
-        return { jobId: key, stepKey: key, cached: true };
-      }
-      if (!rec || rec.state === "failed" || rec.state === "cancelled") {
-        await updateRecord(kv, key, undefined, {
-          state: "queued",
-          outputKey: job.outputKey,
-          message: "queued",
-        });
-      }
-      await bus.publishJob(DIRECTIONS_JOB_KIND, job, { id: key });
-      return { jobId: key, stepKey: key, cached: false };
+      return startStepJob(bus, kv, DIRECTIONS_JOB_KIND, job, () =>
+        artifactExists(store, job.outputKey),
+      );
     },
 
     async getDirections(req, ctx) {
-      const r = await mustGet(kv, req.jobId);
+      const r = await requireJobRecord(DIRECTIONS, req.jobId, (id) => getRecord(kv, id));
       const res: MessageInitShape<typeof GetDirectionsResponseSchema> = {
-        status: {
-          jobId: req.jobId,
-          stepKey: r.stepKey,
-          state: jobStateFromName(r.state),
-          cached: r.cached,
-          progress: progressOf(req.jobId, r),
-          ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
-          createdAt: timestampFromDate(new Date(r.createdAt)),
-          updatedAt: timestampFromDate(new Date(r.updatedAt)),
-        },
+        status: jobStatus(DIRECTIONS, req.jobId, r),
       };
       if (r.state !== "succeeded") return res;
       const [{ meta }, manifest] = await Promise.all([
@@ -121,15 +76,9 @@ export function createDirectionsHandlers(
     },
 
     async *watchDirections(req, ctx) {
-      let r = await mustGet(kv, req.jobId);
-      yield { event: progressOf(req.jobId, r) };
-      if (isTerminal(r)) return;
-      for await (const change of kv.watch({ filter: req.jobId, signal: ctx.signal })) {
-        if (change.operation !== "put") continue;
-        r = change.value as DirectionsRecord;
-        yield { event: progressOf(req.jobId, r) };
-        if (isTerminal(r)) return;
-      }
+      const first = await requireJobRecord(DIRECTIONS, req.jobId, (id) => getRecord(kv, id));
+      for await (const r of watchJobRecord(kv, req.jobId, first, ctx.signal))
+        yield { event: jobProgress(DIRECTIONS, req.jobId, r) };
     },
   };
 }

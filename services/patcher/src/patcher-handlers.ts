@@ -1,15 +1,16 @@
-import type { Bus, Kv } from "@abl/bus";
+import { type Bus, type Kv, startStepJob, watchJobRecord } from "@abl/bus";
 import {
   type GetPatchResponseSchema,
-  jobStateFromName,
+  jobProgress,
+  jobStatus,
   type PatcherService,
-  RpcError,
+  requireJobRecord,
   type ServiceImpl,
+  type StepKind,
 } from "@abl/rpc";
 import { artifactExists, type ObjectStore } from "@abl/store";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { getRecord, isTerminal, type JobRecord, updateRecord } from "./job-records.ts";
+import { getRecord } from "./job-records.ts";
 import { PATCH_JOB_KIND, patchJobFromRequest } from "./patch-job.ts";
 import { readPatchReport } from "./run-patch-job.ts";
 
@@ -20,27 +21,8 @@ export interface PatcherHandlerOptions {
   readonly kv: Kv;
 }
 
-function progressOf(jobId: string, r: JobRecord) {
-  return {
-    jobId,
-    step: "patch",
-    done: BigInt(Math.max(0, Math.round(r.done))),
-    total: BigInt(Math.max(0, Math.round(r.total))),
-    unit: "bytes",
-    message: r.message,
-    timestamp: timestampFromDate(new Date(r.updatedAt)),
-    state: jobStateFromName(r.state),
-    ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
-  };
-}
-
-async function mustGet(kv: Kv, jobId: string): Promise<JobRecord> {
-  if (!/^[0-9a-f]{64}$/.test(jobId))
-    throw new RpcError("INVALID_ARGUMENT", `job id "${jobId}" is not a step key`);
-  const r = await getRecord(kv, jobId);
-  if (!r) throw new RpcError("NOT_FOUND", `no patch job ${jobId}`);
-  return r;
-}
+/** The patch step on the wire: progress counts bytes. */
+const PATCH: StepKind = { step: "patch", unit: "bytes" };
 
 /**
  * PatcherService: StartPatch computes the step key and either answers from the store (cached) or
@@ -54,43 +36,13 @@ export function createPatcherHandlers(
   return {
     async startPatch(req) {
       const job = patchJobFromRequest(req);
-      const key = job.stepKey;
-      const rec = await getRecord(kv, key);
-      if (await artifactExists(store, job.outputKey)) {
-        if (rec?.state !== "succeeded") {
-          await updateRecord(kv, key, rec, {
-            state: "succeeded",
-            cached: true,
-            outputKey: job.outputKey,
-            message: "served from the store",
-          });
-        }
-        return { jobId: key, stepKey: key, cached: true };
-      }
-      if (!rec || rec.state === "failed" || rec.state === "cancelled") {
-        await updateRecord(kv, key, undefined, {
-          state: "queued",
-          outputKey: job.outputKey,
-          message: "queued",
-        });
-      }
-      await bus.publishJob(PATCH_JOB_KIND, job, { id: key });
-      return { jobId: key, stepKey: key, cached: false };
+      return startStepJob(bus, kv, PATCH_JOB_KIND, job, () => artifactExists(store, job.outputKey));
     },
 
     async getPatch(req, ctx) {
-      const r = await mustGet(kv, req.jobId);
+      const r = await requireJobRecord(PATCH, req.jobId, (id) => getRecord(kv, id));
       const res: MessageInitShape<typeof GetPatchResponseSchema> = {
-        status: {
-          jobId: req.jobId,
-          stepKey: r.stepKey,
-          state: jobStateFromName(r.state),
-          cached: r.cached,
-          progress: progressOf(req.jobId, r),
-          ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
-          createdAt: timestampFromDate(new Date(r.createdAt)),
-          updatedAt: timestampFromDate(new Date(r.updatedAt)),
-        },
+        status: jobStatus(PATCH, req.jobId, r),
       };
       if (r.state !== "succeeded") return res;
       const report = await readPatchReport(store, r.outputKey, ctx.signal);
@@ -107,15 +59,9 @@ export function createPatcherHandlers(
     },
 
     async *watchPatch(req, ctx) {
-      let r = await mustGet(kv, req.jobId);
-      yield { event: progressOf(req.jobId, r) };
-      if (isTerminal(r)) return;
-      for await (const change of kv.watch({ filter: req.jobId, signal: ctx.signal })) {
-        if (change.operation !== "put") continue;
-        r = change.value as JobRecord;
-        yield { event: progressOf(req.jobId, r) };
-        if (r.state !== "queued" && r.state !== "running") return;
-      }
+      const first = await requireJobRecord(PATCH, req.jobId, (id) => getRecord(kv, id));
+      for await (const r of watchJobRecord(kv, req.jobId, first, ctx.signal))
+        yield { event: jobProgress(PATCH, req.jobId, r) };
     },
   };
 }
