@@ -26,7 +26,7 @@ import {
   type SuiteVariant,
   type TrialResult,
 } from "@abl/bench";
-import { openStore } from "@abl/store";
+import { openStore, s3FromEnv } from "@abl/store";
 import { type Command, UsageError } from "../command.ts";
 
 const USAGE = `usage: abl bench run [--dataset <dir|git-url#commit[:subdir]>] [--agent NAME]
@@ -244,13 +244,12 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
   }
 
   const out = values.out!;
-  const store = out.startsWith("s3://")
-    ? openStore(out, {
-        endpoint: process.env.ABL_S3_ENDPOINT ?? "",
-        accessKey: process.env.ABL_S3_ACCESS_KEY ?? "",
-        secretKey: process.env.ABL_S3_SECRET_KEY ?? "",
-      })
-    : openStore(out);
+  const s3 = s3FromEnv(process.env);
+  if (out.startsWith("s3://") && !s3)
+    throw new UsageError(
+      `--out ${out} needs ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY and ABL_S3_SECRET_KEY`,
+    );
+  const store = openStore(out, s3);
 
   const tty = process.stderr.isTTY === true;
   process.stderr.write(

@@ -11,7 +11,7 @@ import {
   modelFolderDigest,
   resolveContrastSet,
 } from "@abl/refusal";
-import { type ObjectStore, openStore, type S3Credentials } from "@abl/store";
+import { type ObjectStore, openStore, s3FromEnv } from "@abl/store";
 import { type Command, UsageError } from "../command.ts";
 
 const USAGE = `usage: abl capture --model <dir> --set <agent-shell|harmful-harmless|spec.yaml> --store <dir|s3://bucket> [options]
@@ -33,20 +33,6 @@ options:
   --json                print the result as JSON
 Environment: HF_ENDPOINT, HF_TOKEN for hf: sources; ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY,
 ABL_S3_SECRET_KEY for s3:// stores.`;
-
-/** S3 settings from the environment (ABL_S3_* or AWS_* names), if complete. */
-export function s3FromEnv(env: NodeJS.ProcessEnv): S3Credentials | undefined {
-  const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
-  const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
-  const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
-  if (!endpoint || !accessKey || !secretKey) return undefined;
-  return {
-    endpoint,
-    accessKey,
-    secretKey,
-    region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
-  };
-}
 
 /** Opens `--store`, naming the missing S3 settings. */
 export function openStoreArg(url: string): ObjectStore {

@@ -27,7 +27,7 @@ import {
   patchCheckpoint,
   type Strength,
 } from "@abl/patch";
-import { type ObjectStore, openStore, parseStoreUrl } from "@abl/store";
+import { type ObjectStore, openStore, parseStoreUrl, s3FromEnv } from "@abl/store";
 import { type Command, UsageError } from "../command.ts";
 
 const USAGE = `usage: abl patch --model <dir|s3://bucket/prefix> --direction <file>[#layer] --out <dir|s3://bucket/prefix> [options]
@@ -56,23 +56,10 @@ options:
   --json                print the result as one JSON object on stdout
 S3: ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY, ABL_S3_SECRET_KEY (AWS_* names also work).`;
 
-function s3From(env: NodeJS.ProcessEnv) {
-  const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
-  const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
-  const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
-  if (!endpoint || !accessKey || !secretKey) return undefined;
-  return {
-    endpoint,
-    accessKey,
-    secretKey,
-    region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
-  };
-}
-
 function openS3(url: string): { store: ObjectStore; prefix: string } {
   const loc = parseStoreUrl(url);
   if (loc.kind !== "s3") throw new UsageError(`${url} is not an s3:// URL`);
-  const creds = s3From(process.env);
+  const creds = s3FromEnv(process.env);
   if (!creds)
     throw new UsageError(`${url} needs ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY and ABL_S3_SECRET_KEY`);
   return { store: openStore(`s3://${loc.bucket}`, creds), prefix: loc.prefix };

@@ -19,7 +19,7 @@ import {
   type VariantInfo,
   writeReport,
 } from "@abl/stats";
-import { openStore } from "@abl/store";
+import { openStore, s3FromEnv } from "@abl/store";
 import { type Command, UsageError } from "../command.ts";
 
 /** A result.json is one small record; anything bigger is not one (guards against stray files). */
@@ -103,20 +103,13 @@ async function readS3(
   env: NodeJS.ProcessEnv,
   signal: AbortSignal,
 ): Promise<TrialRecord[]> {
-  const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
-  const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
-  const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
-  if (!endpoint || !accessKey || !secretKey) {
+  const s3 = s3FromEnv(env);
+  if (!s3) {
     throw new UsageError(
       "s3:// records need ABL_S3_ENDPOINT, ABL_S3_ACCESS_KEY and ABL_S3_SECRET_KEY",
     );
   }
-  const store = openStore(src, {
-    endpoint,
-    accessKey,
-    secretKey,
-    region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
-  });
+  const store = openStore(src, s3);
   const keys: string[] = [];
   for await (const info of store.list("", { signal })) {
     if (

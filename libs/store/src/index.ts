@@ -32,4 +32,10 @@ export {
   type S3StoreOptions,
 } from "./s3-store.ts";
 export { canonicalJson, sha256Hex, stepKey } from "./step-key.ts";
-export { openStore, parseStoreUrl, type S3Credentials, type StoreLocation } from "./store-url.ts";
+export {
+  openStore,
+  parseStoreUrl,
+  type S3Credentials,
+  type StoreLocation,
+  s3FromEnv,
+} from "./store-url.ts";

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { InvalidKeyError, StoreError } from "./errors.ts";
 import { joinKey, validateKey } from "./keys.ts";
 import { canonicalJson, sha256Hex, stepKey } from "./step-key.ts";
-import { parseStoreUrl } from "./store-url.ts";
+import { parseStoreUrl, s3FromEnv } from "./store-url.ts";
 
 describe("canonical JSON and step keys", () => {
   it("sorts keys, drops undefined members and writes numbers canonically", () => {
@@ -68,5 +68,31 @@ describe("keys and store URLs", () => {
     assert.deepEqual(parseStoreUrl("/data/abl"), { kind: "local", root: "/data/abl" });
     assert.throws(() => parseStoreUrl("gs://x"), /unsupported scheme/);
     assert.throws(() => parseStoreUrl("s3://"), /no bucket/);
+  });
+
+  it("reads S3 settings from ABL_S3_* or AWS_* variables, only when complete", () => {
+    const abl = {
+      ABL_S3_ENDPOINT: "http://m:9000",
+      ABL_S3_ACCESS_KEY: "a",
+      ABL_S3_SECRET_KEY: "s",
+    };
+    assert.deepEqual(s3FromEnv(abl), {
+      endpoint: "http://m:9000",
+      accessKey: "a",
+      secretKey: "s",
+      region: "us-east-1",
+    });
+    assert.deepEqual(
+      s3FromEnv({
+        AWS_ENDPOINT_URL: "http://aws",
+        AWS_ACCESS_KEY_ID: "k",
+        AWS_SECRET_ACCESS_KEY: "x",
+        AWS_DEFAULT_REGION: "eu-west-1",
+        ABL_S3_ACCESS_KEY: "wins",
+      }),
+      { endpoint: "http://aws", accessKey: "wins", secretKey: "x", region: "eu-west-1" },
+    );
+    assert.equal(s3FromEnv({ ...abl, ABL_S3_SECRET_KEY: "" }), undefined);
+    assert.equal(s3FromEnv({}), undefined);
   });
 });

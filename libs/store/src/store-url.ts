@@ -41,6 +41,26 @@ export interface S3Credentials {
 }
 
 /** Opens the store a URL names; `s3` settings are required for `s3://` URLs. */
+/**
+ * S3 settings from the environment: `ABL_S3_ENDPOINT`, `ABL_S3_ACCESS_KEY`, `ABL_S3_SECRET_KEY`
+ * and `ABL_S3_REGION` (default us-east-1), or the `AWS_*` names; undefined unless the endpoint and
+ * both keys are set.
+ */
+export function s3FromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+): S3Credentials | undefined {
+  const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
+  const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
+  const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
+  if (!endpoint || !accessKey || !secretKey) return undefined;
+  return {
+    endpoint,
+    accessKey,
+    secretKey,
+    region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
+  };
+}
+
 export function openStore(url: string, s3?: S3Credentials): ObjectStore {
   const loc = parseStoreUrl(url);
   if (loc.kind === "local") return createLocalStore({ root: loc.root });

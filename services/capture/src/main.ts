@@ -19,7 +19,7 @@ import {
   DEFAULT_MODEL_CACHE_BYTES,
 } from "@abl/refusal";
 import { CaptureService, runGrpcService } from "@abl/rpc";
-import { openStore } from "@abl/store";
+import { openStore, s3FromEnv } from "@abl/store";
 import { createLogger, createMetrics } from "@abl/telemetry";
 import { consumeCaptureJobs } from "./capture-consumer.ts";
 import { createCaptureHandlers } from "./capture-handlers.ts";
@@ -48,20 +48,7 @@ function positiveInt(name: string, fallback: number): number {
 
 const log = createLogger({ service: "capture", level: (env.LOG_LEVEL ?? "info") as "info" });
 const registry = createMetrics({ service: "capture" });
-const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
-const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
-const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
-const store = openStore(
-  required("ABL_STORE"),
-  endpoint && accessKey && secretKey
-    ? {
-        endpoint,
-        accessKey,
-        secretKey,
-        region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
-      }
-    : undefined,
-);
+const store = openStore(required("ABL_STORE"), s3FromEnv(env));
 const sources = {
   ...(env.HF_ENDPOINT ? { hfEndpoint: env.HF_ENDPOINT } : {}),
   ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}),

@@ -14,7 +14,7 @@ import { createNatsBus } from "@abl/bus";
 import { directionsStep, type StepDefinition, startStepWorkers } from "@abl/pipeline";
 import { createModelCache, DEFAULT_MODEL_CACHE_BYTES } from "@abl/refusal";
 import { DirectionsService, runGrpcService } from "@abl/rpc";
-import { openStore } from "@abl/store";
+import { openStore, s3FromEnv } from "@abl/store";
 import { createLogger, createMetrics } from "@abl/telemetry";
 import { consumeDirectionsJobs } from "./directions-consumer.ts";
 import { createDirectionsHandlers } from "./directions-handlers.ts";
@@ -42,20 +42,7 @@ function positiveInt(name: string, fallback: number): number {
 
 const log = createLogger({ service: "directions", level: (env.LOG_LEVEL ?? "info") as "info" });
 const registry = createMetrics({ service: "directions" });
-const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
-const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
-const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
-const store = openStore(
-  required("ABL_STORE"),
-  endpoint && accessKey && secretKey
-    ? {
-        endpoint,
-        accessKey,
-        secretKey,
-        region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
-      }
-    : undefined,
-);
+const store = openStore(required("ABL_STORE"), s3FromEnv(env));
 const bus = await createNatsBus({ servers: required("NATS_URL"), name: "abl-directions" });
 const kv = await bus.kv(DIRECTIONS_JOBS_BUCKET, { history: 1 });
 const controller = new AbortController();

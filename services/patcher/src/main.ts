@@ -9,7 +9,7 @@
 import { createNatsBus } from "@abl/bus";
 import { patchStep, type StepDefinition, startStepWorkers } from "@abl/pipeline";
 import { PatcherService, runGrpcService } from "@abl/rpc";
-import { openStore } from "@abl/store";
+import { openStore, s3FromEnv } from "@abl/store";
 import { createLogger, createMetrics } from "@abl/telemetry";
 import { PATCH_JOBS_BUCKET } from "./job-records.ts";
 import { consumePatchJobs } from "./patch-consumer.ts";
@@ -30,21 +30,7 @@ function port(name: string, fallback: number): number {
 
 const log = createLogger({ service: "patcher", level: (env.LOG_LEVEL ?? "info") as "info" });
 const registry = createMetrics({ service: "patcher" });
-const storeUrl = required("ABL_STORE");
-const endpoint = env.ABL_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL;
-const accessKey = env.ABL_S3_ACCESS_KEY ?? env.AWS_ACCESS_KEY_ID;
-const secretKey = env.ABL_S3_SECRET_KEY ?? env.AWS_SECRET_ACCESS_KEY;
-const store = openStore(
-  storeUrl,
-  endpoint && accessKey && secretKey
-    ? {
-        endpoint,
-        accessKey,
-        secretKey,
-        region: env.ABL_S3_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
-      }
-    : undefined,
-);
+const store = openStore(required("ABL_STORE"), s3FromEnv(env));
 const bus = await createNatsBus({ servers: required("NATS_URL"), name: "abl-patcher" });
 const kv = await bus.kv(PATCH_JOBS_BUCKET, { history: 1 });
 const controller = new AbortController();
