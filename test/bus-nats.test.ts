@@ -264,14 +264,18 @@ describe("NATS bus", () => {
     const ac = new AbortController();
     const changes: Array<[string, string, unknown]> = [];
     const watching = (async () => {
-      for await (const c of kv.watch({ filter: "sweep.>", signal: ac.signal })) {
+      for await (const c of kv.watch({ filter: "sweep.>", signal: ac.signal }))
         changes.push([c.key, c.operation, c.value]);
-        if (changes.length === 3) ac.abort();
-      }
     })();
     await until(() => changes.length === 1, "the initial value");
     await kv.put("sweep.s1", { phase: "patch" });
     await kv.delete("sweep.s1");
+    // Bounded: a watch that misses a change fails here with what it saw, instead of hanging.
+    await until(() => changes.length >= 3, "the put and the delete").catch((err: Error) => {
+      ac.abort();
+      throw new Error(`${err.message}; the watch saw ${JSON.stringify(changes)}`);
+    });
+    ac.abort();
     await watching;
     assert.deepEqual(changes, [
       ["sweep.s1", "put", { phase: "capture" }],
