@@ -103,7 +103,11 @@ export interface Kv {
   delete(key: string): Promise<void>;
   /** Keys with a value, matching `filter` (default `>`), sorted. */
   keys(filter?: string): Promise<string[]>;
-  /** Current values matching `filter` (default `>`), then every later change, until `signal`. */
+  /**
+   * Current values matching `filter` (default `>`), then later changes in order, until `signal`.
+   * When the bucket keeps one revision per key (NATS `history: 1`), a value replaced before the
+   * watcher received it can be skipped; the latest value of a key always arrives.
+   */
   watch(opts?: { filter?: string; signal?: AbortSignal }): AsyncIterable<KvChange>;
 }
 

@@ -97,8 +97,10 @@ export async function startStepJob(
 }
 
 /**
- * `first` (the record under `key` now), then every later version of it until a terminal one. A
- * KV watch starts with the current value; when that is `first` again it is not repeated.
+ * `first` (the record under `key` now), then its later versions until a terminal one (a version
+ * replaced before the watch saw it can be skipped, see {@link Kv.watch}; the terminal one is the
+ * last and always arrives). A KV watch starts with the current value; when that is `first` again
+ * it is not repeated.
  */
 export async function* watchJobRecord(
   kv: Kv,

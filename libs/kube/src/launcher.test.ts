@@ -147,13 +147,13 @@ test("image pull failure: KubeWorkloadError names the reason, and the pod is del
 test("timeout and abort both clean up; timeout says what was last seen", async () => {
   api.onCreate = (kind, obj) => {
     if (kind === "Pod")
-      setTimeout(
-        () =>
-          api.update("Pod", NS, obj.metadata!.name!, (o) => {
-            o.status = { phase: "Pending" };
-          }),
-        5,
-      );
+      setTimeout(() => {
+        // The aborted pod may already be deleted by the time this runs.
+        if (!api.get("Pod", NS, obj.metadata!.name!)) return;
+        api.update("Pod", NS, obj.metadata!.name!, (o) => {
+          o.status = { phase: "Pending" };
+        });
+      }, 5);
   };
   const p = pod("p5");
   await assert.rejects(launcher.startTaskPod(p, { timeoutMs: 300 }), (err: unknown) => {
