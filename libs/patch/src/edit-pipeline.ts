@@ -353,9 +353,21 @@ export class PatchRuntime {
     return { stats: mergeAll(parts) };
   }
 
+  /** Waits for the fixed sums area; the returned function hands it to the next big slice. */
+  private async twoPassTurn(): Promise<() => void> {
+    const previous = this.twoPass;
+    let unlock = () => {};
+    this.twoPass = new Promise<void>((resolve) => {
+      unlock = resolve;
+    });
+    await previous;
+    return unlock;
+  }
+
   /**
    * A `[hidden, n]` slice larger than half the ring: pass 1 reads it for the sums, pass 2 edits.
-   * The fixed sums area serves one big slice at a time, whichever file it belongs to.
+   * The fixed sums area serves one big slice at a time, whichever file it belongs to: it is held
+   * until the slice's edits are done, or until this call fails.
    */
   private async bigSlice(
     source: ByteSource,
@@ -367,102 +379,83 @@ export class PatchRuntime {
     out: OrderedWrites,
     signal?: AbortSignal,
   ): Promise<{ done: Promise<EditStats> }> {
-    const previous = this.twoPass;
-    let unlock = () => {};
-    this.twoPass = new Promise<void>((resolve) => {
-      unlock = resolve;
-    });
-    await previous;
+    const unlock = await this.twoPassTurn();
+    let done: Promise<EditStats> | undefined;
     try {
-      const r = await this.bigSliceAlone(source, base, dtype, n, op, lambda, out, signal);
-      r.done.then(unlock, unlock);
-      return r;
-    } catch (err) {
-      unlock();
-      throw err;
-    }
-  }
-
-  private async bigSliceAlone(
-    source: ByteSource,
-    base: number,
-    dtype: FloatDType,
-    n: number,
-    op: EditOp,
-    lambda: number,
-    out: OrderedWrites,
-    signal?: AbortSignal,
-  ): Promise<{ done: Promise<EditStats> }> {
-    const h = this.directions.hidden;
-    const size = dtype === "F32" ? 4 : 2;
-    const rowBytes = n * size;
-    const wasm = dtype === "BF16";
-    const perChunk = Math.max(1, Math.floor((this.limit - (wasm ? DIRECT_ALIGN : 0)) / rowBytes));
-    const r = this.directions.rows[op.directionRow]!;
-    const sumsJs = wasm ? undefined : this.bigScratch.columns(n);
-    if (wasm)
-      this.workers.bytes.fill(
-        0,
-        this.fixedSums,
-        this.fixedSums + sumsBytes(n, this.workers.parallelism),
-      );
-    const pass1: Promise<unknown>[] = [];
-    for (let k = 0; k < h; k += perChunk) {
-      signal?.throwIfAborted();
-      const count = Math.min(perChunk, h - k);
-      const block = await this.ring.alloc(count * rowBytes, signal);
-      const view = this.view(block.offset, count * rowBytes);
-      try {
-        await source.read(base + k * rowBytes, count * rowBytes, view, signal);
-        if (!wasm) accumulateHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.bigScratch);
-      } catch (err) {
-        this.ring.release(block);
-        throw err;
-      }
-      if (wasm) {
-        const p = this.colsum(block.offset, k, count, n, op, this.fixedSums);
-        pass1.push(p);
-        p.then(
-          () => this.ring.release(block),
-          () => this.ring.release(block),
+      const h = this.directions.hidden;
+      const size = dtype === "F32" ? 4 : 2;
+      const rowBytes = n * size;
+      const wasm = dtype === "BF16";
+      const perChunk = Math.max(1, Math.floor((this.limit - (wasm ? DIRECT_ALIGN : 0)) / rowBytes));
+      const r = this.directions.rows[op.directionRow]!;
+      const sumsJs = wasm ? undefined : this.bigScratch.columns(n);
+      if (wasm)
+        this.workers.bytes.fill(
+          0,
+          this.fixedSums,
+          this.fixedSums + sumsBytes(n, this.workers.parallelism),
         );
-      } else this.ring.release(block);
-    }
-    await Promise.all(pass1);
-    if (wasm) this.coefficients(this.fixedSums, n, lambda);
-    else columnCoefficients(sumsJs!, lambda, this.method);
-    const pass2: Promise<unknown>[] = [];
-    let diff = 0;
-    for (let k = 0; k < h; k += perChunk) {
-      signal?.throwIfAborted();
-      const count = Math.min(perChunk, h - k);
-      const { block, view } = await this.readBlock(
-        source,
-        base + k * rowBytes,
-        count * rowBytes,
-        0,
-        signal,
-        wasm ? out.position : undefined,
-      );
-      let p: Promise<unknown>;
-      if (wasm) p = this.apply(view.byteOffset, k, count, n, op, this.fixedSums);
-      else {
-        diff += applyHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.bigScratch);
-        p = Promise.resolve();
+      const pass1: Promise<unknown>[] = [];
+      for (let k = 0; k < h; k += perChunk) {
+        signal?.throwIfAborted();
+        const count = Math.min(perChunk, h - k);
+        const block = await this.ring.alloc(count * rowBytes, signal);
+        const view = this.view(block.offset, count * rowBytes);
+        try {
+          await source.read(base + k * rowBytes, count * rowBytes, view, signal);
+          if (!wasm) accumulateHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.bigScratch);
+        } catch (err) {
+          this.ring.release(block);
+          throw err;
+        }
+        if (wasm) {
+          const p = this.colsum(block.offset, k, count, n, op, this.fixedSums);
+          pass1.push(p);
+          p.then(
+            () => this.ring.release(block),
+            () => this.ring.release(block),
+          );
+        } else this.ring.release(block);
       }
-      pass2.push(p);
-      out.push(block, view, p, signal);
-    }
-    const done = Promise.all(pass2).then(() => {
-      const stats = emptyStats();
-      if (wasm) this.columnStats(this.fixedSums, n, stats);
-      else {
-        addColumnStats(sumsJs!, this.method, stats);
-        stats.diffSq += diff;
+      await Promise.all(pass1);
+      if (wasm) this.coefficients(this.fixedSums, n, lambda);
+      else columnCoefficients(sumsJs!, lambda, this.method);
+      const pass2: Promise<unknown>[] = [];
+      let diff = 0;
+      for (let k = 0; k < h; k += perChunk) {
+        signal?.throwIfAborted();
+        const count = Math.min(perChunk, h - k);
+        const { block, view } = await this.readBlock(
+          source,
+          base + k * rowBytes,
+          count * rowBytes,
+          0,
+          signal,
+          wasm ? out.position : undefined,
+        );
+        let p: Promise<unknown>;
+        if (wasm) p = this.apply(view.byteOffset, k, count, n, op, this.fixedSums);
+        else {
+          diff += applyHiddenFirst(view, dtype, k, count, n, r, sumsJs!, this.bigScratch);
+          p = Promise.resolve();
+        }
+        pass2.push(p);
+        out.push(block, view, p, signal);
       }
-      return stats;
-    });
-    return { done };
+      done = Promise.all(pass2).then(() => {
+        const stats = emptyStats();
+        if (wasm) this.columnStats(this.fixedSums, n, stats);
+        else {
+          addColumnStats(sumsJs!, this.method, stats);
+          stats.diffSq += diff;
+        }
+        return stats;
+      });
+      return { done };
+    } finally {
+      if (done) done.then(unlock, unlock);
+      else unlock();
+    }
   }
 
   /** Views of a sums area for n columns (see {@link sumsBytes}). */

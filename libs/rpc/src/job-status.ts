@@ -25,6 +25,11 @@ export interface StepKind {
   readonly unit: string;
 }
 
+/** The record's error in wire form, spread into a message (nothing when there is none). */
+function errorOf(r: JobRecordFields) {
+  return r.error ? { error: { code: r.error.code, message: r.error.message } } : {};
+}
+
 /** The progress event of job `jobId` from its record. */
 export function jobProgress(
   kind: StepKind,
@@ -40,7 +45,7 @@ export function jobProgress(
     message: r.message,
     timestamp: timestampFromDate(new Date(r.updatedAt)),
     state: jobStateFromName(r.state),
-    ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
+    ...errorOf(r),
   };
 }
 
@@ -56,7 +61,7 @@ export function jobStatus(
     state: jobStateFromName(r.state),
     cached: r.cached,
     progress: jobProgress(kind, jobId, r),
-    ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}),
+    ...errorOf(r),
     createdAt: timestampFromDate(new Date(r.createdAt)),
     updatedAt: timestampFromDate(new Date(r.updatedAt)),
   };
